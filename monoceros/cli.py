@@ -1,0 +1,229 @@
+"""The ``monoceros`` command. Its parser is generated from the settings registry, so a flag cannot drift
+from the setting it sets; its job beyond that is turning failures into exit codes and one readable message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+import types
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+from . import exitcodes
+from ._version import __version__
+from .config.registry import Config, Setting, registry
+from .config.sources import is_octal, load_config, render_toml
+from .errors import AppLoadError, BindError, ConfigError, LifespanError, ModuleRaised
+
+# List settings whose command-line values may themselves be comma-separated, as uvicorn's
+# --forwarded-allow-ips is. --bind is not: it is repeated instead, like gunicorn's -b.
+_COMMA_SEPARATED = frozenset({"forwarded_allow_ips"})
+
+_DESCRIPTION = "Serve a WSGI or ASGI application over HTTP/1.1."
+_EPILOG = """\
+Every setting can also come from a config file (-c FILE, ./monoceros.toml, or [tool.monoceros] in
+./pyproject.toml) or a MONOCEROS_<NAME> environment variable. The command line wins over the
+environment, which wins over the file. The full reference is docs/settings.md.
+
+exit codes: 0 ok, 2 bad flag/setting/config file, 3 could not start (bind, lifespan), 4 app not loadable
+"""
+
+
+class _Toggle(argparse.Action):
+    """``--x`` sets True and ``--no-x`` sets False, for every long alias of a bool setting."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        negated = [f"--no-{flag[2:]}" for flag in option_strings if flag.startswith("--")]
+        super().__init__([*option_strings, *negated], dest, nargs=0, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, not (option_string or "").startswith("--no-"))
+
+    def format_usage(self) -> str:
+        return " | ".join(self.option_strings)
+
+
+class _Append(argparse.Action):
+    """Repeatable list flag; with ``split`` each value may also be a comma-separated list."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, split: bool, **kwargs: Any) -> None:
+        self.split = split
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        items = list(getattr(namespace, self.dest, None) or [])
+        text = str(values)
+        if self.split:
+            items.extend(part.strip() for part in text.split(",") if part.strip())
+        else:
+            items.append(text)
+        setattr(namespace, self.dest, items)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one group per registry section. Unset flags are absent from the namespace."""
+    parser = argparse.ArgumentParser(
+        prog="monoceros",
+        usage="%(prog)s [OPTIONS] [APP]",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # only typed flags reach load_config, or precedence breaks
+        allow_abbrev=False,  # an abbreviation would silently change meaning when a flag is added
+    )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for setting in registry():
+        if setting.section not in groups:
+            groups[setting.section] = parser.add_argument_group(setting.section)
+        _add_setting(groups[setting.section], setting)
+
+    meta = parser.add_argument_group("Configuration")
+    meta.add_argument(
+        "-c",
+        "--config",
+        dest="_config",
+        metavar="FILE",
+        help="Read settings from this .toml or .py file instead of ./monoceros.toml or "
+        "[tool.monoceros] in ./pyproject.toml.",
+    )
+    meta.add_argument(
+        "--print-config",
+        dest="_print_config",
+        action="store_true",
+        help="Print the resolved settings as TOML (usable with -c) and exit.",
+    )
+    meta.add_argument(
+        "--check-config",
+        dest="_check_config",
+        action="store_true",
+        help="Resolve the settings and import the app, report any problem, and exit.",
+    )
+    meta.add_argument("--version", action="version", version=f"monoceros {__version__}")
+    return parser
+
+
+def _add_setting(group: argparse._ArgumentGroup, setting: Setting) -> None:
+    help_text = _help(setting)
+    if setting.name == "app":
+        group.add_argument("app", nargs="?", default=None, metavar=setting.metavar or "APP", help=help_text)
+        return
+    flags = setting.flags or ("--" + setting.name.replace("_", "-"),)
+    if setting.type == "bool":
+        group.add_argument(*flags, dest=setting.name, action=_Toggle, help=help_text)
+    elif setting.type == "list":
+        group.add_argument(
+            *flags,
+            dest=setting.name,
+            action=_Append,
+            split=setting.name in _COMMA_SEPARATED,
+            metavar=setting.metavar,
+            help=help_text,
+        )
+    else:
+        group.add_argument(
+            *flags,
+            dest=setting.name,
+            metavar=None if setting.choices else setting.metavar,
+            choices=setting.choices,
+            help=help_text,
+        )
+
+
+def _help(setting: Setting) -> str:
+    """Registry help plus default and environment variable, with ``%`` escaped for argparse."""
+    default = setting.default
+    if default is None:
+        shown = "unset"
+    elif isinstance(default, bool):
+        shown = "on" if default else "off"
+    elif isinstance(default, list):
+        shown = ",".join(default) or "none"
+    elif isinstance(default, int) and is_octal(setting):
+        shown = f"{default:o}"
+    else:
+        shown = repr(default) if default == "" else str(default)
+    text = f"{setting.help} [default: {shown}; env {setting.env}]"
+    return text.replace("%", "%%")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command and return its exit code; the console script passes it to ``sys.exit``."""
+    parser = build_parser()
+    try:
+        namespace = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a flag argparse rejected (it printed why)
+        return exc.code if isinstance(exc.code, int) else exitcodes.USAGE
+    options = vars(namespace)
+    cli = {name: value for name, value in options.items() if not name.startswith("_") and value is not None}
+    try:
+        config = load_config(cli=cli, config_file=options.get("_config"))
+        if options.get("_print_config"):
+            sys.stdout.write(render_toml(config))
+        elif options.get("_check_config"):
+            _load_app(config)
+            print("config OK")
+        else:
+            _serve(config)
+    except KeyboardInterrupt:
+        return exitcodes.OK
+    except ConfigError as exc:
+        return _fail("configuration error", exc, exitcodes.USAGE)
+    except AppLoadError as exc:
+        return _fail(
+            "cannot load the app", exc, exitcodes.APP_LOAD_ERROR, user_traceback=isinstance(exc, ModuleRaised)
+        )
+    except LifespanError as exc:
+        return _fail("lifespan failed", exc, exitcodes.BOOT_ERROR, user_traceback=True)
+    except BindError as exc:
+        return _fail("cannot listen", exc, exitcodes.BOOT_ERROR)
+    return exitcodes.OK
+
+
+def _fail(what: str, exc: BaseException, code: int, *, user_traceback: bool = False) -> int:
+    """Print one paragraph to stderr; for errors raised by the user's code, their traceback first."""
+    cause = exc.__cause__
+    if user_traceback and cause is not None:
+        traceback.print_exception(type(cause), cause, _user_frames(cause.__traceback__), file=sys.stderr)
+    print(f"monoceros: {what}: {exc}", file=sys.stderr)
+    return code
+
+
+def _user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """Skip the leading frames of monoceros and importlib, so the traceback starts in the user's code."""
+    ours = (os.path.dirname(__file__) + os.sep, os.path.dirname(importlib.__file__) + os.sep, "<frozen ")
+    start = tb
+    while start is not None and start.tb_frame.f_code.co_filename.startswith(ours):
+        start = start.tb_next
+    return start or tb
+
+
+# The server modules are imported only when needed, so --help, --print-config and config errors stay fast
+# and do not depend on them. importlib keeps the type checker independent of their import order too.
+
+
+def _serve(config: Config) -> None:
+    serve = cast("Callable[..., None]", importlib.import_module("monoceros.server.worker").serve)
+    serve(config, app=None)
+
+
+def _load_app(config: Config) -> object:
+    load_app = cast(
+        "Callable[[Config], object]", importlib.import_module("monoceros.server.app_loader").load_app
+    )
+    return load_app(config)

@@ -1,0 +1,367 @@
+"""Turn the places settings come from into one validated :class:`Config`.
+
+Sources, weakest first: registry defaults < config file < ``MONOCEROS_*`` environment < command line <
+``monoceros.run()`` keywords. Every value is converted and validated as soon as it is read, so an error
+names the source it came from; a typo anywhere is an error with a did-you-mean, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import math
+import os
+import sys
+import traceback
+import types
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .registry import SETTINGS, Config, Setting, _octal_mode, registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+ENV_PREFIX = "MONOCEROS_"
+
+# MONOCEROS_* variables that are not settings but are still legitimate (for example, state the server might
+# hand to a re-executed copy of itself). Any other MONOCEROS_* variable that names no setting is an error,
+# because it is almost always a typo. Add names here, with a comment saying who reads them.
+ENV_ALLOWED: frozenset[str] = frozenset()
+
+CLI_SOURCE = "command line"
+RUN_SOURCE = "monoceros.run() keyword"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def load_config(
+    *,
+    cli: Mapping[str, Any] | None = None,
+    config_file: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    cwd: str | None = None,
+) -> Config:
+    """Merge every source into a :class:`Config`; raise :class:`ConfigError` naming the culprit.
+
+    ``env=None`` reads ``os.environ``; ``cwd=None`` uses the current directory, which is where
+    ``monoceros.toml`` / ``pyproject.toml`` are looked for and relative ``config_file`` paths start.
+    """
+    base = Path.cwd() if cwd is None else Path(cwd)
+    values: dict[str, Any] = {}
+    found = _find_file(config_file, base)
+    if found is not None:
+        values.update(convert_layer(found[1], found[0]))
+    values.update(_env_layer(os.environ if env is None else env))
+    if cli:
+        values.update(convert_layer(cli, CLI_SOURCE))
+    if overrides:
+        values.update(convert_layer(overrides, RUN_SOURCE))
+    return Config(**values)
+
+
+def convert_layer(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Convert and validate one source's ``{name: value}``; dashes in names count as underscores."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        setting = SETTINGS.get(name)
+        if setting is None:
+            raise ConfigError(f"unknown setting {key!r} in {source}{_did_you_mean(name, SETTINGS)}")
+        if name in out:
+            raise ConfigError(f"setting {name!r} is given twice in {source}")
+        out[name] = convert_value(setting, value, source)
+    return out
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    by_var = {s.env: s for s in SETTINGS.values()}
+    out: dict[str, Any] = {}
+    for var, text in env.items():
+        if not var.startswith(ENV_PREFIX) or var in ENV_ALLOWED:
+            continue
+        setting = by_var.get(var)
+        if setting is None:
+            # Compare what follows the prefix: the shared prefix would make every name look close.
+            known = {name[len(ENV_PREFIX) :].lower(): name for name in [*by_var, *ENV_ALLOWED]}
+            match = difflib.get_close_matches(var[len(ENV_PREFIX) :].lower(), list(known), n=1)
+            hint = f"; did you mean {known[match[0]]}?" if match else ""
+            raise ConfigError(
+                f"unknown environment variable {var}{hint} "
+                f"(every {ENV_PREFIX}* variable must name a setting; unset it or fix the name)"
+            )
+        out[setting.name] = convert_value(setting, text, f"environment variable {var}")
+    return out
+
+
+def _did_you_mean(name: str, known: Mapping[str, Any]) -> str:
+    match = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+# -- values --------------------------------------------------------------------------------------------------
+
+
+class _Mismatch(Exception):
+    """A value of the wrong shape; carries what was expected, for the message."""
+
+
+def convert_value(setting: Setting, value: Any, source: str) -> Any:
+    """Coerce ``value`` to the setting's type, check choices, run its validator."""
+    try:
+        converted = _CONVERTERS[setting.type](setting, value)
+    except _Mismatch as exc:
+        raise ConfigError(f"{source}: setting {setting.name!r} expects {exc}, got {value!r}") from None
+    if setting.choices is not None and converted not in setting.choices:
+        allowed = ", ".join(repr(c) for c in setting.choices)
+        raise ConfigError(f"{source}: setting {setting.name!r} must be one of {allowed}; got {value!r}")
+    if setting.validator is not None and converted is not None:
+        try:
+            converted = setting.validator(converted)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: setting {setting.name!r}: {exc}; got {value!r}") from None
+    return converted
+
+
+def is_octal(setting: Setting) -> bool:
+    """Permission modes are read and written in octal: ``660`` means ``0o660``, as with chmod."""
+    return setting.validator is _octal_mode
+
+
+def _to_str(setting: Setting, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Mismatch("a string")
+    return value
+
+
+def _to_optional_str(setting: Setting, value: Any) -> str | None:
+    # Environment variables and TOML cannot spell None, so an empty string means "unset".
+    return None if value is None or value == "" else _to_str(setting, value)
+
+
+def _to_int(setting: Setting, value: Any) -> int:
+    if isinstance(value, bool):
+        raise _Mismatch("an integer")
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, str):
+        raise _Mismatch("an integer")
+    try:
+        return int(value.strip(), 8) if is_octal(setting) else int(value.strip())
+    except ValueError:
+        raise _Mismatch("an octal mode such as 660 or 0o660" if is_octal(setting) else "an integer") from None
+
+
+def _to_optional_int(setting: Setting, value: Any) -> int | None:
+    return None if value is None or value == "" else _to_int(setting, value)
+
+
+def _to_float(setting: Setting, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Mismatch("a number")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except ValueError:
+        raise _Mismatch("a number") from None
+    if not math.isfinite(number):
+        raise _Mismatch("a finite number")
+    return number
+
+
+def _to_bool(setting: Setting, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise _Mismatch("true or false (or 1/0, yes/no, on/off)")
+
+
+def _to_list(setting: Setting, value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise _Mismatch("a list of strings (or one comma-separated string)")
+
+
+_CONVERTERS: dict[str, Callable[[Setting, Any], Any]] = {
+    "str": _to_str,
+    "optional_str": _to_optional_str,
+    "int": _to_int,
+    "optional_int": _to_optional_int,
+    "float": _to_float,
+    "bool": _to_bool,
+    "list": _to_list,
+}
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+
+
+def _find_file(config_file: str | None, base: Path) -> tuple[str, dict[str, Any]] | None:
+    """Return ``(source name, raw settings)`` from -c FILE, or else ./monoceros.toml or ./pyproject.toml."""
+    if config_file is not None:
+        path = base / config_file
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        if path.suffix == ".py":
+            return f"config file {path}", _read_python(path)
+        if path.suffix != ".toml":
+            raise ConfigError(f"config file {path}: expected a .toml or .py file")
+        if path.name == "pyproject.toml":
+            table = _tool_table(path)
+            if table is None:
+                raise ConfigError(f"config file {path} has no [tool.monoceros] table")
+            return f"[tool.monoceros] in {path}", table
+        return f"config file {path}", _read_toml(path)
+
+    found: list[tuple[str, dict[str, Any]]] = []
+    own = base / "monoceros.toml"
+    if own.is_file():
+        found.append((f"config file {own}", _read_toml(own)))
+    pyproject = base / "pyproject.toml"
+    table = _tool_table(pyproject) if pyproject.is_file() else None
+    if table is not None:
+        found.append((f"[tool.monoceros] in {pyproject}", table))
+    if len(found) > 1:
+        raise ConfigError(
+            f"both {own} and [tool.monoceros] in {pyproject} configure monoceros; "
+            "keep one of them, or choose one with -c FILE"
+        )
+    return found[0] if found else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data: dict[str, Any] = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it: {exc.strerror}") from None
+    except ValueError as exc:  # TOMLDecodeError (its message ends "(at line N, column M)"), bad UTF-8
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+    return data
+
+
+def _tool_table(pyproject: Path) -> dict[str, Any] | None:
+    tool = _read_toml(pyproject).get("tool")
+    table = tool.get("monoceros") if isinstance(tool, dict) else None
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"config file {pyproject}: tool.monoceros must be a table")
+    return table
+
+
+def _read_python(path: Path) -> dict[str, Any]:
+    """Run a Python config file and return its module-level settings.
+
+    Names starting with ``_``, modules, and names bound by ``import`` statements are helpers, not
+    settings; every other module-level name must be a setting, so a misspelt one is caught.
+    """
+    try:
+        source = path.read_bytes()
+        tree = ast.parse(source, filename=str(path))
+        code = compile(tree, str(path), "exec")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it: {exc.strerror}") from None
+    except SyntaxError as exc:
+        raise ConfigError(f"config file {path}, line {exc.lineno}: syntax error: {exc.msg}") from None
+    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "__monoceros_config__"}
+    try:
+        exec(code, namespace)
+    except (Exception, SystemExit) as exc:
+        line = _failing_line(exc, str(path))
+        raise ConfigError(f"config file {path}, line {line}: {type(exc).__name__}: {exc}") from exc
+    imported = _imported_names(tree)
+    return {
+        name: value
+        for name, value in namespace.items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType) and name not in imported
+    }
+
+
+def _failing_line(exc: BaseException, filename: str) -> int | None:
+    """The deepest line of the config file itself in the traceback, not a line in a library it called."""
+    line = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        if frame.f_code.co_filename == filename:
+            line = lineno
+    return line
+
+
+def _imported_names(tree: ast.Module) -> set[str]:
+    """Names that module-level ``import`` statements bind, including inside ``if``/``try`` blocks."""
+    names: set[str] = set()
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Import):
+            names.update(alias.asname or alias.name.partition(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            nested = (ast.stmt, ast.excepthandler, ast.match_case)
+            stack.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, nested))
+    return names
+
+
+# -- output --------------------------------------------------------------------------------------------------
+
+
+def config_as_dict(cfg: Config) -> dict[str, Any]:
+    """Every setting by name, with lists copied, in registry order."""
+    return dataclasses.asdict(cfg)
+
+
+def render_toml(cfg: Config) -> str:
+    """The resolved config as a TOML document that ``-c FILE`` reads back to an equal :class:`Config`."""
+    lines = ["# monoceros settings, resolved from every source (see docs/settings.md)."]
+    section = None
+    for setting in registry():
+        if setting.section != section:
+            section = setting.section
+            lines += ["", f"# {section}"]
+        value = getattr(cfg, setting.name)
+        if value is None:
+            lines.append(f"# {setting.name} = (unset)")
+        else:
+            lines.append(f"{setting.name} = {toml_value(setting, value)}")
+    return "\n".join(lines) + "\n"
+
+
+def toml_value(setting: Setting, value: Any) -> str:
+    """One value as a TOML literal; permission modes are written in octal (``0o660``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"0o{value:o}" if is_octal(setting) else str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_string(str(item)) for item in value) + "]"
+    raise TypeError(f"setting {setting.name!r} has a value TOML cannot hold: {value!r}")
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text: str) -> str:
+    out = []
+    for char in text:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
