@@ -1,0 +1,357 @@
+"""The error log and the access log.
+
+Named ``logs`` so it never shadows the standard library's ``logging``. Both logs are plain stdlib loggers,
+``monoceros.error`` and ``monoceros.access``, so a ``log_config`` file can route them anywhere. The access
+log runs once per request: its format is parsed once, and each request computes only the atoms it uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+import logging
+import logging.config
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from .config.registry import Config
+from .errors import ConfigError
+
+ERROR_LOGGER = "monoceros.error"
+ACCESS_LOGGER = "monoceros.access"
+
+ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+ERROR_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
+
+_installed: list[logging.Handler] = []
+"""Handlers configure_logging added, so a second call replaces them instead of doubling every line."""
+
+
+def configure_logging(cfg: Config) -> None:
+    """Set up the error and access loggers from the settings, or from ``cfg.log_config`` when given.
+
+    With ``log_config`` the file is in charge: the two loggers get no handlers of ours and propagate, so a
+    file that only configures the root logger still receives them. Unless the file says otherwise,
+    loggers that already exist are left enabled (the stdlib default would silently disable ours).
+    """
+    error_log = logging.getLogger(ERROR_LOGGER)
+    access_log = logging.getLogger(ACCESS_LOGGER)
+    _remove_installed()
+    error_log.setLevel(cfg.log_level.upper())
+    access_log.setLevel(logging.INFO)
+    error_log.disabled = access_log.disabled = False
+
+    if cfg.log_config is not None:
+        error_log.propagate = access_log.propagate = True
+        _apply_log_config(cfg.log_config)
+        return
+
+    error_handler = _handler("error_logfile", cfg.error_logfile, sys.stderr)
+    try:
+        access_handler = _handler("access_logfile", cfg.access_logfile, sys.stdout)
+    except ConfigError:
+        error_handler.close()
+        raise
+    error_handler.setFormatter(logging.Formatter(ERROR_FORMAT, ERROR_DATEFMT))
+    access_handler.setFormatter(logging.Formatter("%(message)s"))
+    for logger, handler in ((error_log, error_handler), (access_log, access_handler)):
+        logger.addHandler(handler)
+        logger.propagate = False
+        _installed.append(handler)
+
+
+def _remove_installed() -> None:
+    for handler in _installed:
+        for name in (ERROR_LOGGER, ACCESS_LOGGER):
+            logging.getLogger(name).removeHandler(handler)
+        handler.close()
+    _installed.clear()
+
+
+def _handler(setting: str, target: str, stream: Any) -> logging.Handler:
+    if target == "-":
+        return logging.StreamHandler(stream)
+    try:
+        return logging.FileHandler(target, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{setting} {target!r}: cannot open: {exc.strerror or exc}") from exc
+
+
+def _apply_log_config(path: str) -> None:
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in (".json", ".toml", ".ini", ".conf", ".cfg"):
+        raise ConfigError(f"log_config {path!r}: expected a .json, .toml, .ini or .conf file")
+    if suffix in (".ini", ".conf", ".cfg"):
+        if not os.path.isfile(path):
+            raise ConfigError(f"log_config {path!r}: file not found")
+        try:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+        except Exception as exc:
+            raise ConfigError(f"log_config {path!r}: not a usable logging fileConfig file: {exc!r}") from exc
+        return
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError(f"log_config {path!r}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        config = json.loads(data) if suffix == ".json" else _load_toml(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"log_config {path!r}: not valid {suffix[1:].upper()}: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"log_config {path!r}: expected a dictConfig mapping at the top level")
+    config.setdefault("disable_existing_loggers", False)
+    try:
+        logging.config.dictConfig(config)
+    except Exception as exc:
+        raise ConfigError(f"log_config {path!r}: logging.config.dictConfig rejected it: {exc}") from exc
+
+
+def _load_toml(text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib.loads(text)
+    import tomli  # type: ignore[import-not-found, unused-ignore]
+
+    result: dict[str, Any] = tomli.loads(text)
+    return result
+
+
+def reopen_log_files() -> None:
+    """Reopen every file handler, so logrotate can move the files away (sent on SIGUSR1)."""
+    loggers: list[logging.Logger] = [logging.getLogger()]
+    loggers += [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    seen: set[int] = set()
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not isinstance(handler, logging.FileHandler) or id(handler) in seen:
+                continue
+            seen.add(id(handler))
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()
+
+
+# -- the access log ------------------------------------------------------------------------------------------
+
+
+class _Request(NamedTuple):
+    client: tuple[str, int] | None
+    method: str
+    target: str
+    version: str
+    status: int
+    size: int
+    duration: float
+    started: float
+    req: dict[bytes, str]
+    resp: dict[bytes, str]
+
+
+_Atom = Callable[[_Request], Any]
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_clf_cache: tuple[int, str] = (-1, "")
+
+
+def _clf_time(when: float) -> str:
+    """'[21/Nov/2026:08:00:00 +0000]' in local time with fixed English month names; cached per second."""
+    global _clf_cache
+    second = int(when)
+    if _clf_cache[0] == second:
+        return _clf_cache[1]
+    t = time.localtime(second)
+    offset = t.tm_gmtoff // 60
+    sign = "-" if offset < 0 else "+"
+    hh, mm = divmod(abs(offset), 60)
+    text = (
+        f"[{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{hh:02d}{mm:02d}]"
+    )
+    _clf_cache = (second, text)
+    return text
+
+
+def _basic_user(r: _Request) -> str:
+    auth = r.req.get(b"authorization")
+    if not auth or auth[:6].lower() != "basic ":
+        return "-"
+    try:
+        decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return "-"
+    user = decoded.partition(":")[0]
+    return _safe(user) if user else "-"
+
+
+def _version(r: _Request) -> str:
+    return "HTTP/" + r.version
+
+
+_ATOMS: dict[str, _Atom] = {
+    "h": lambda r: r.client[0] if r.client is not None else "-",
+    "l": lambda r: "-",
+    "u": _basic_user,
+    "t": lambda r: _clf_time(r.started),
+    "r": lambda r: f"{r.method} {_safe(r.target)} HTTP/{r.version}",
+    "m": lambda r: r.method,
+    "U": lambda r: _safe(r.target.partition("?")[0]),
+    "q": lambda r: _safe(r.target.partition("?")[2]),
+    "H": _version,
+    "s": lambda r: r.status,
+    "B": lambda r: r.size,
+    "b": lambda r: str(r.size) if r.size else "-",
+    "f": lambda r: r.req.get(b"referer", "-"),
+    "a": lambda r: r.req.get(b"user-agent", "-"),
+    "T": lambda r: int(r.duration),
+    "M": lambda r: int(r.duration * 1_000),
+    "D": lambda r: int(r.duration * 1_000_000),
+    "L": lambda r: f"{r.duration:.6f}",
+    "p": lambda r: f"<{os.getpid()}>",
+}
+_ATOM_HEADERS = {"u": b"authorization", "f": b"referer", "a": b"user-agent"}
+_KEY = re.compile(r"%(%|\(([^)]*)\))?")
+_HEADER_ATOM = re.compile(r"\{([^{}]+)\}([io])")
+_SAMPLE = _Request(("192.0.2.1", 0), "GET", "/?", "1.1", 200, 0, 0.0, 0.0, {}, {})
+
+
+def _header_atom(name: bytes, table: str) -> _Atom:
+    if table == "i":
+        return lambda r: r.req.get(name, "-")
+    return lambda r: r.resp.get(name, "-")
+
+
+def _safe(value: str) -> str:
+    """Escape what could forge or garble a log line: quotes, backslashes and non-printables, as \\xHH."""
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return value
+    return "".join(c if c.isprintable() and c not in '"\\' else f"\\x{ord(c):02x}" for c in value)
+
+
+def _collect(
+    headers: Sequence[tuple[bytes, bytes]], wanted: frozenset[bytes], escape: bool
+) -> dict[bytes, str]:
+    """One pass over ``headers`` for the names the format uses; repeated fields are joined with ', '."""
+    found: dict[bytes, str] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in wanted:
+            text = value.decode("latin-1")
+            if escape:
+                text = _safe(text)
+            found[key] = found[key] + ", " + text if key in found else text
+    return found
+
+
+class AccessLogger:
+    """Formats and writes one access-log line per request."""
+
+    def __init__(self, cfg: Config) -> None:
+        self._logger = logging.getLogger(ACCESS_LOGGER)
+        self.enabled: bool = cfg.access_log and self._logger.isEnabledFor(logging.INFO)
+        self._json = cfg.access_log_json
+        self._format = cfg.access_logformat
+        self._atoms: list[tuple[str, _Atom]] = []
+        req_names: set[bytes] = set()
+        resp_names: set[bytes] = set()
+        for match in _KEY.finditer(self._format):
+            if match.group(1) is None:
+                raise ConfigError(
+                    f"access_logformat {self._format!r}: '%' must start an atom such as %(h)s; "
+                    "write %% for a literal '%'"
+                )
+            key = match.group(2)
+            if key is None or key in dict(self._atoms):
+                continue
+            header = _HEADER_ATOM.fullmatch(key)
+            if header is not None:
+                name = header.group(1).strip().lower().encode("latin-1", "replace")
+                (req_names if header.group(2) == "i" else resp_names).add(name)
+                self._atoms.append((key, _header_atom(name, header.group(2))))
+            elif key in _ATOMS:
+                if key in _ATOM_HEADERS:
+                    req_names.add(_ATOM_HEADERS[key])
+                self._atoms.append((key, _ATOMS[key]))
+            else:
+                raise ConfigError(f"access_logformat {self._format!r}: unknown atom %({key})s")
+        self._req_names = frozenset(req_names)
+        self._resp_names = frozenset(resp_names)
+        try:
+            self._format % {key: atom(_SAMPLE) for key, atom in self._atoms}
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"access_logformat {self._format!r}: not a valid format: {exc}") from None
+        if self._json:
+            self._req_names = frozenset((b"referer", b"user-agent"))
+            self._resp_names = frozenset()
+
+    def log(
+        self,
+        *,
+        client: tuple[str, int] | None,
+        method: str,
+        target: str,
+        http_version: str,
+        status: int,
+        response_bytes: int,
+        duration_s: float,
+        request_headers: Sequence[tuple[bytes, bytes]],
+        response_headers: Sequence[tuple[bytes, bytes]],
+        request_time: float,
+    ) -> None:
+        """Write the line for one finished request.
+
+        ``target`` is the request target as sent (raw path, '?', query); ``http_version`` is the ASGI
+        spelling ('1.1'); ``request_time`` is ``time.time()`` when the request started.
+        """
+        if not self.enabled:
+            return
+        if http_version.startswith("HTTP/"):
+            http_version = http_version[5:]
+        r = _Request(
+            client,
+            method,
+            target,
+            http_version,
+            status,
+            response_bytes,
+            duration_s,
+            request_time,
+            _collect(request_headers, self._req_names, not self._json) if self._req_names else {},
+            _collect(response_headers, self._resp_names, True) if self._resp_names else {},
+        )
+        if self._json:
+            line = self._json_line(r)
+        else:
+            line = self._format % {key: atom(r) for key, atom in self._atoms}
+        self._logger.info(line)
+
+    @staticmethod
+    def _json_line(r: _Request) -> str:
+        path, _, query = r.target.partition("?")
+        record = {
+            "time": datetime.datetime.fromtimestamp(r.started, datetime.timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "client": r.client[0] if r.client is not None else None,
+            "method": r.method,
+            "path": path,
+            "query": query,
+            "http_version": r.version,
+            "status": r.status,
+            "bytes": r.size,
+            "duration_ms": round(r.duration * 1000, 3),
+            "referer": r.req.get(b"referer"),
+            "user_agent": r.req.get(b"user-agent"),
+        }
+        return json.dumps(record, separators=(",", ":"))
