@@ -1,0 +1,205 @@
+"""ASGI 3 HTTP: turns an :class:`Exchange` into ``app(scope, receive, send)``.
+
+Spec: https://asgi.readthedocs.io/en/latest/specs/www.html (HTTP, version 2.4).
+ASGI 2 apps are wrapped by :func:`asgi2_to_asgi3`. The request body is streamed
+through ``receive`` in the pieces the client sent; it is never buffered whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote
+
+from ..config import Config
+from ..errors import ASGIProtocolError, ClientDisconnected
+from .exchange import Exchange
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("monoceros.error")
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+_DISCONNECT = {"type": "http.disconnect"}
+_ERROR_BODY = b"Internal Server Error\n"
+_ERROR_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_ERROR_BODY)).encode()),
+    (b"connection", b"close"),
+]
+
+
+def asgi2_to_asgi3(app: Callable[[Scope], Callable[[Receive, Send], Awaitable[None]]]) -> ASGIApp:
+    """Wrap an ASGI 2 (double-callable) app as ASGI 3."""
+
+    async def asgi3(scope: Scope, receive: Receive, send: Send) -> None:
+        await app(scope)(receive, send)
+
+    return asgi3
+
+
+def decode_path(raw: bytes) -> str:
+    """Percent-decode a request path into text, as the ASGI ``path`` and Django/Starlette expect."""
+    if b"%" not in raw:
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", "replace")
+    return unquote(raw.decode("latin-1"))
+
+
+class ASGIHTTPHandler:
+    """Runs one ASGI app for every HTTP exchange of a worker."""
+
+    def __init__(self, app: ASGIApp, config: Config, state: dict[str, Any]) -> None:
+        self.app = app
+        self.root_path = config.root_path
+        self._raw_root = config.root_path.encode("utf-8")
+        self.state = state
+
+    async def __call__(self, exchange: Exchange) -> None:
+        request = exchange.request
+        raw_path = request.path
+        root = self.root_path
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": request.http_version,
+            "server": exchange.server,
+            "client": exchange.client,
+            "scheme": exchange.scheme,
+            "method": request.method,
+            "root_path": root,
+            "path": root + decode_path(raw_path) if root else decode_path(raw_path),
+            "raw_path": self._raw_root + raw_path if root else raw_path,
+            "query_string": request.query,
+            "headers": request.headers,
+            "state": self.state.copy(),
+            "extensions": exchange.extensions,
+        }
+        cycle = _Cycle(exchange)
+        try:
+            await self.app(scope, cycle.receive, cycle.send)
+        except asyncio.CancelledError:
+            _fail(exchange)
+            raise
+        except BaseException as exc:  # the app's failure must not take the worker down
+            if isinstance(exc, ClientDisconnected) and exchange.disconnected:
+                return  # the app noticed the client left: nothing to report
+            exchange.log_error("Exception in ASGI application", exc)
+            _fail(exchange)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+        else:
+            if not exchange.response_started:
+                exchange.log_error("ASGI callable returned without starting a response")
+                _fail(exchange)
+            elif not cycle.finished:
+                exchange.log_error("ASGI callable returned without completing the response")
+                exchange.abort()
+
+
+def _fail(exchange: Exchange) -> None:
+    """Answer 500 if nothing was sent yet; otherwise the response is broken, so cut the connection."""
+    if exchange.disconnected:
+        return
+    if exchange.response_started:
+        exchange.abort()
+        return
+    exchange.start_response(500, _ERROR_HEADERS)
+    task = asyncio.ensure_future(exchange.send(_ERROR_BODY, False))
+    task.add_done_callback(_ignore_result)
+
+
+def _ignore_result(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class _Cycle:
+    """The ``receive`` and ``send`` callables of one request, and the ASGI message order they enforce."""
+
+    __slots__ = ("body_done", "exchange", "finished", "started")
+
+    def __init__(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.body_done = False
+        self.started = False
+        self.finished = False
+
+    async def receive(self) -> Message:
+        exchange = self.exchange
+        if not self.body_done:
+            try:
+                body, more = await exchange.receive()
+            except ClientDisconnected:
+                self.body_done = True
+                return dict(_DISCONNECT)
+            if not more:
+                self.body_done = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        await exchange.wait_disconnect()
+        return dict(_DISCONNECT)
+
+    async def send(self, message: Message) -> None:
+        try:
+            kind = message["type"]
+        except (KeyError, TypeError):
+            raise ASGIProtocolError(f"ASGI message must be a dict with a 'type' key, got {message!r}") from None
+        if not self.started:
+            if kind != "http.response.start":
+                raise ASGIProtocolError(f"Expected ASGI message 'http.response.start', but got {kind!r}.")
+            status, headers = _response_start(message)
+            try:
+                self.exchange.start_response(status, headers)
+            except ValueError as exc:
+                raise ASGIProtocolError(f"invalid 'http.response.start': {exc}") from None
+            if status >= 200:
+                self.started = True
+        elif not self.finished:
+            if kind != "http.response.body":
+                raise ASGIProtocolError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
+            body = message.get("body", b"")
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise ASGIProtocolError(f"'http.response.body' body must be bytes, got {type(body).__name__}")
+            more = bool(message.get("more_body", False))
+            if not more:
+                self.finished = True
+            try:
+                await self.exchange.send(bytes(body) if type(body) is not bytes else body, more)
+            except ValueError as exc:
+                raise ASGIProtocolError(str(exc)) from None
+        elif self.exchange.disconnected:
+            raise ClientDisconnected("client disconnected")
+        else:
+            raise ASGIProtocolError(f"Unexpected ASGI message {kind!r} sent after the response completed.")
+
+
+def _response_start(message: Message) -> tuple[int, list[tuple[bytes, bytes]]]:
+    status = message.get("status")
+    if type(status) is not int:
+        raise ASGIProtocolError(f"'http.response.start' status must be an int, got {status!r}")
+    raw = message.get("headers", ())
+    headers: list[tuple[bytes, bytes]] = []
+    try:
+        for name, value in raw:
+            if type(name) is not bytes or type(value) is not bytes:
+                name, value = _as_bytes(name), _as_bytes(value)
+            headers.append((name, value))
+    except (TypeError, ValueError):
+        raise ASGIProtocolError(
+            f"'http.response.start' headers must be an iterable of [name, value] byte pairs, got {raw!r}"
+        ) from None
+    return status, headers
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(value)

@@ -1,0 +1,71 @@
+"""What an adapter sees of one request/response exchange, whichever protocol carries it.
+
+An HTTP/1.1 connection offers one exchange at a time; an HTTP/2 connection will
+offer one per stream. Adapters (ASGI, WSGI) are written once against this
+interface and never touch a socket.
+
+All methods must be called on the event loop thread. ``receive`` and ``send`` apply
+flow control: ``receive`` waits for the peer, ``send`` waits while the outgoing
+buffer is over its high-water mark.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..protocols.events import Request
+
+
+class Exchange(Protocol):
+    """One request and its response."""
+
+    request: Request
+    scheme: str  # "http" or "https", after trusted proxy headers
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    extensions: dict[str, Any]  # ASGI scope extensions this transport supports (e.g. "tls")
+
+    @property
+    def disconnected(self) -> bool:
+        """True once the client is gone."""
+        ...
+
+    @property
+    def response_started(self) -> bool:
+        """True once :meth:`start_response` has been called."""
+        ...
+
+    async def receive(self) -> tuple[bytes, bool]:
+        """The next piece of request body and whether more follows; ``(b"", False)`` at the end.
+
+        Raises :class:`~monoceros.errors.ClientDisconnected` if the client left first.
+        Sends ``100 Continue`` first when the client asked for it.
+        """
+        ...
+
+    async def wait_disconnect(self) -> None:
+        """Return once the client is gone or the response is complete."""
+        ...
+
+    def start_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """Set the response status and headers. ValueError for headers that would break framing."""
+        ...
+
+    async def send(self, data: bytes, more: bool) -> None:
+        """Send response body; ``more=False`` completes the response.
+
+        Raises :class:`~monoceros.errors.ClientDisconnected` if the client is gone.
+        """
+        ...
+
+    async def sendfile(self, file: Any, offset: int, count: int | None) -> None:
+        """Send ``count`` bytes of an open binary file as body (zero-copy where the transport allows)."""
+        ...
+
+    def abort(self) -> None:
+        """Cut the connection: the response cannot be completed (the app failed mid-response)."""
+        ...
+
+    def log_error(self, message: str, exc: BaseException | None = None) -> None:
+        """Log an error about this exchange once, with the request line for context."""
+        ...

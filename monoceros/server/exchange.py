@@ -1,0 +1,268 @@
+"""One HTTP/1.1 request/response exchange, as the adapters see it (see adapters/exchange.py).
+
+The request body arrives by :meth:`feed` / :meth:`feed_end` from the connection and
+leaves by :meth:`receive` to the app. The response head is held back until the
+first body bytes, so a small response leaves in a single ``transport.write``; a
+head with no body following is flushed on the next loop iteration, so a
+streaming app that starts a response and then waits still shows its head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ClientDisconnected
+from ..protocols.events import Request
+
+if TYPE_CHECKING:
+    from .http11 import HTTP11Transport
+
+log = logging.getLogger("monoceros.error")
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_WRITELINES_MIN = 16384  # above this, write head and body separately rather than copy them together
+SENDFILE_CHUNK = 1 << 20
+
+
+class HTTP11Exchange:
+    """The request and response of one HTTP/1.1 exchange."""
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_disconnect_waiter",
+        "_head",
+        "_response_headers",
+        "_waiter",
+        "body_done",
+        "failed",
+        "client",
+        "conn",
+        "continue_pending",
+        "extensions",
+        "request",
+        "response_bytes",
+        "response_done",
+        "response_started",
+        "scheme",
+        "server",
+        "start",
+        "status",
+    )
+
+    def __init__(self, conn: HTTP11Transport, request: Request) -> None:
+        self.conn = conn
+        self.request = request
+        self.client = conn.client
+        self.server = conn.server
+        self.scheme = conn.scheme
+        self.extensions = conn.extensions
+        self.start = time.perf_counter()
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self.body_done = False
+        self.failed = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._disconnect_waiter: asyncio.Future[None] | None = None
+        self.continue_pending = request.expect_continue
+        self.response_started = False
+        self.response_done = False
+        self.status = 0
+        self._head = b""
+        self._response_headers: list[tuple[bytes, bytes]] = []
+        self.response_bytes = 0
+
+    @property
+    def disconnected(self) -> bool:
+        return self.failed or self.conn.lost
+
+    def fail(self) -> None:
+        """The request broke the protocol mid-body: to the app, the client is gone."""
+        self.failed = True
+        self.on_disconnect()
+
+    # -- request body, connection side ---------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        if self.response_done:
+            return  # the app has answered; the rest of the body is drained and dropped
+        self._body.append(data)
+        self._body_size += len(data)
+        self.conn.body_buffered(self._body_size)
+        self._wake()
+
+    def feed_end(self) -> None:
+        self.body_done = True
+        self._wake()
+
+    def on_disconnect(self) -> None:
+        self._wake()
+        waiter = self._disconnect_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- request body, app side ----------------------------------------------------------------------------
+
+    async def receive(self) -> tuple[bytes, bool]:
+        while True:
+            body = self._body
+            if body:
+                data = body[0] if len(body) == 1 else b"".join(body)
+                body.clear()
+                self._body_size = 0
+                self.conn.body_buffered(0)
+                return data, not self.body_done
+            if self.body_done:
+                return b"", False
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected before sending the whole body")
+            if self.continue_pending:
+                self.continue_pending = False
+                if not self.response_started:
+                    self.conn.transport.write(_CONTINUE)
+            waiter = self._waiter = self.conn.loop.create_future()
+            await waiter
+
+    async def wait_disconnect(self) -> None:
+        if self.response_done or self.disconnected:
+            return
+        waiter = self._disconnect_waiter
+        if waiter is None:
+            waiter = self._disconnect_waiter = self.conn.loop.create_future()
+        await waiter
+
+    # -- response ------------------------------------------------------------------------------------------
+
+    def start_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if self.response_started:
+            raise RuntimeError("the response has already started")
+        conn = self.conn
+        self._head = conn.h11.response_head(
+            self.request, status, headers, conn.state.default_headers, keep_alive=not conn.state.shutting_down
+        )
+        self.status = status
+        self._response_headers = headers
+        self.response_started = True
+        if status < 200:
+            # An informational response (e.g. 103 Early Hints) goes out at once; a final one follows.
+            self.response_started = False
+            self._write(self._head)
+            self._head = b""
+            return
+        conn.loop.call_soon(self._flush_head)
+
+    def _flush_head(self) -> None:
+        head = self._head
+        if head and not self.conn.lost:
+            self._head = b""
+            self.conn.transport.write(head)
+
+    async def send(self, data: bytes, more: bool) -> None:
+        conn = self.conn
+        if self.failed or conn.lost:
+            raise ClientDisconnected("client disconnected")
+        h11 = conn.h11
+        out = h11.response_body(data)
+        self.response_bytes += len(data)
+        if not more:
+            out += h11.response_end()
+        head = self._head
+        if head:
+            self._head = b""
+            if len(out) < _WRITELINES_MIN:
+                conn.transport.write(head + out)
+            else:
+                conn.transport.writelines((head, out))
+        elif out:
+            conn.transport.write(out)
+        if not more:
+            self._finish()
+        elif conn.write_paused:
+            await conn.drain()
+
+    async def sendfile(self, file: Any, offset: int, count: int | None) -> None:
+        """Zero-copy when the body needs no framing and the transport is a plain socket."""
+        conn = self.conn
+        if count is None:
+            count = os.fstat(file.fileno()).st_size - offset
+        h11 = conn.h11
+        if not h11.response_has_body:
+            await self.send(b"", False)
+            return
+        if h11.response_is_raw and conn.scheme == "http":
+            self._flush_head()
+            if count:
+                h11.account_body(count)
+                try:
+                    await conn.loop.sendfile(conn.transport, file, offset, count)
+                except (ConnectionError, RuntimeError) as exc:
+                    if conn.lost:
+                        raise ClientDisconnected("client disconnected") from exc
+                    raise
+            self.response_bytes += count
+            await self.send(b"", False)
+            return
+        file.seek(offset)
+        remaining = count
+        while remaining > 0:
+            chunk = file.read(min(SENDFILE_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            await self.send(chunk, True)
+        await self.send(b"", False)
+
+    def _write(self, data: bytes) -> None:
+        if not self.conn.lost:
+            self.conn.transport.write(data)
+
+    def _finish(self) -> None:
+        self.response_done = True
+        conn = self.conn
+        access_log = conn.state.access_log
+        if access_log is not None:
+            request = self.request
+            access_log.log(
+                client=self.client,
+                method=request.method,
+                target=request.target.decode("latin-1"),
+                http_version=request.http_version,
+                status=self.status,
+                response_bytes=self.response_bytes,
+                duration_s=time.perf_counter() - self.start,
+                request_headers=request.headers,
+                response_headers=self._response_headers,
+                request_time=time.time(),
+            )
+        waiter = self._disconnect_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        conn.response_complete(self)
+
+    def abort(self) -> None:
+        self.response_done = True
+        if not self.conn.lost:
+            self.conn.transport.abort()
+
+    def log_error(self, message: str, exc: BaseException | None = None) -> None:
+        request = self.request
+        log.error(
+            "%s (request: %s %s HTTP/%s from %s)",
+            message,
+            request.method,
+            request.target.decode("latin-1"),
+            request.http_version,
+            self.client[0] if self.client else "unix",
+            exc_info=exc,
+        )

@@ -1,0 +1,361 @@
+"""The HTTP/1.1 connection driver: an asyncio protocol that runs the sans-IO state machine.
+
+Theory of operation
+-------------------
+Bytes from the socket go to :class:`~monoceros.protocols.http11.HTTP11Connection`;
+the events it produces wait in ``_pending`` and :meth:`_dispatch` hands them out in
+order. A ``Request`` starts an :class:`HTTP11Exchange` and the app's handler task;
+``Body`` and ``EndBody`` feed that exchange. A pipelined ``Request`` waits until the
+exchange before it has finished its response (RFC 9112 §9.3.2: answers in order).
+
+Flow control both ways:
+- reading pauses while an exchange holds more than ``READ_HIGH_WATER`` bytes of
+  body that the app has not consumed, or too many pipelined events wait;
+- ``send`` awaits a drain only while the transport has called ``pause_writing``.
+
+One lazy timer per connection enforces the deadlines: the header-read deadline
+(408) while a request head is arriving, and the keep-alive idle timeout between
+requests. Changing the deadline only stores a float; the timer re-arms itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from ..errors import ClientDisconnected
+from ..protocols.events import Body, EndBody, Event, ProtocolError, Request
+from ..protocols.http11 import HTTP11Connection, status_line
+from .exchange import HTTP11Exchange
+from .state import ServerState
+
+log = logging.getLogger("monoceros.error")
+
+READ_HIGH_WATER = 65536  # unread request body held per exchange before reading pauses
+PIPELINE_HIGH_WATER = 64  # events parsed ahead of the current exchange before reading pauses
+LINGER_SECONDS = 2.0  # after a final error response, how long to drain the client before closing
+
+_NONE, _HEADER, _KEEPALIVE, _LINGER = 0, 1, 2, 3
+_INF = float("inf")
+
+
+class HTTP11Transport(asyncio.Protocol):
+    """One client connection speaking HTTP/1.1."""
+
+    def __init__(self, state: ServerState, scheme: str) -> None:
+        self.state = state
+        self.loop = state.loop
+        self.scheme = scheme
+        self.h11 = HTTP11Connection(state.limits)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.extensions: dict[str, Any] = {}
+        self.exchange: HTTP11Exchange | None = None
+        self._pending: deque[Event] = deque()
+        self._error: ProtocolError | None = None
+        self._eof = False
+        self.lost = False
+        self._closing = False
+        self.write_paused = False
+        self._read_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = _INF
+        self._deadline = _INF
+        self._deadline_kind = _NONE
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass it
+        state = self.state
+        state.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client = (peer[0], peer[1])
+        sock = transport.get_extra_info("sockname")
+        if isinstance(sock, tuple):
+            self.server = (sock[0], sock[1])
+        elif isinstance(sock, str) and sock:
+            self.server = (sock, None)
+        if self.scheme == "https":
+            self.extensions = {"tls": _tls_extension(transport)}
+        if len(state.connections) > state.limit_concurrency or state.shutting_down:
+            # Past the per-worker connection limit: a quick, explicit 503 beats a silent queue.
+            self._send_error(503, "the server is at its connection limit" if not state.shutting_down else "")
+            return
+        self._set_deadline(_HEADER, state.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing or self._error is not None:
+            return  # lingering after a final response, or past a protocol error: drain and drop
+        if self._deadline_kind == _KEEPALIVE:
+            self._set_deadline(_HEADER, self.state.header_timeout)
+        h11 = self.h11
+        try:
+            h11.receive_data(data)
+        except ProtocolError as exc:
+            # Requests parsed before the bad bytes are still answered, in order; the error comes last.
+            self._error = exc
+            self._pause_reading()
+        if h11.events:
+            self._pending.extend(h11.events)
+            h11.events.clear()
+        self._dispatch()
+
+    def eof_received(self) -> bool | None:
+        if self._closing:
+            return None
+        self._eof = True
+        try:
+            self.h11.receive_eof()
+        except ProtocolError as exc:
+            self._error = exc
+            self._dispatch()
+        if self.exchange is not None or self._pending:
+            return True  # a half-closed client still gets its responses; _next closes after the last
+        return None  # close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.state.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline_kind = _NONE
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.on_disconnect()
+        self._wake_drain()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain()
+
+    # -- dispatch ----------------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        pending = self._pending
+        while pending:
+            event = pending[0]
+            kind = type(event)
+            if kind is Request:
+                if self.exchange is not None:
+                    if len(pending) > PIPELINE_HIGH_WATER:
+                        self._pause_reading()
+                    return
+                pending.popleft()
+                self._start(event)  # type: ignore[arg-type]
+            elif kind is Body:
+                pending.popleft()
+                assert self.exchange is not None
+                self.exchange.feed(event.data)  # type: ignore[union-attr]
+            else:
+                pending.popleft()
+                assert self.exchange is not None
+                self.exchange.feed_end()
+                if self.exchange.response_done:
+                    self._next()
+                    return
+        if self._error is not None:
+            self._fail_pipeline(self._error)
+
+    def _fail_pipeline(self, error: ProtocolError) -> None:
+        """Every complete request before the bad bytes has been dispatched; now answer the error."""
+        exchange = self.exchange
+        if exchange is None:
+            self._send_error(error.status, str(error))
+        elif not exchange.body_done:
+            # The bad bytes are inside the body of the request in progress.
+            exchange.fail()
+            if exchange.response_done:
+                self._close()
+            elif exchange.response_started:
+                self.transport.abort()
+            else:
+                self.exchange = None
+                self._send_error(error.status, str(error))
+        # else: the exchange in progress is sound; _next comes back here once it has answered
+
+    def _start(self, request: Request) -> None:
+        self._deadline_kind = _NONE
+        state = self.state
+        exchange = HTTP11Exchange(self, request)
+        proxy = state.proxy
+        if proxy is not None:
+            exchange.client, exchange.scheme = proxy.resolve(self.client, self.scheme, request.headers)
+        self.exchange = exchange
+        self.loop.create_task(state.handler(exchange))
+
+    def response_complete(self, exchange: HTTP11Exchange) -> None:
+        """Called by the exchange once its last byte is written."""
+        self.state.requests_served += 1
+        if not exchange.body_done:
+            if exchange.continue_pending:
+                # We never sent 100 Continue, so the client holds its body back: close instead.
+                self.h11.keep_alive = False
+            else:
+                return  # the body is still arriving: drain it (feed_end calls _next)
+        self._next()
+
+    def _next(self) -> None:
+        """The current exchange is over both ways: close, or take the next request."""
+        self.exchange = None
+        if not self.h11.keep_alive or self.state.shutting_down or self.state.keep_alive <= 0:
+            self._close()
+            return
+        if self._eof and not self._pending:
+            self._close()
+            return
+        if self._read_paused:
+            self._resume_reading()
+        self._dispatch()
+        if self.exchange is None and not self._closing:
+            if self.h11.request_in_progress:
+                self._set_deadline(_HEADER, self.state.header_timeout)
+            else:
+                self._set_deadline(_KEEPALIVE, self.state.keep_alive)
+
+    @property
+    def busy(self) -> bool:
+        """True while an exchange is in progress (graceful shutdown waits for these)."""
+        return self.exchange is not None
+
+    def shutdown(self) -> None:
+        """Graceful stop: close now if idle, else once the current response completes."""
+        if self.exchange is None and not self.lost:
+            self._close()
+
+    # -- flow control ------------------------------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and not self.lost:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and not self.lost:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def body_buffered(self, size: int) -> None:
+        """The exchange reports how much unread body it holds."""
+        if size > READ_HIGH_WATER:
+            self._pause_reading()
+        elif self._read_paused and size == 0:
+            self._resume_reading()
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if self.lost:
+            raise ClientDisconnected("client disconnected")
+        if not self.write_paused:
+            return
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+        if self.lost:
+            raise ClientDisconnected("client disconnected")
+
+    def _wake_drain(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- deadlines ---------------------------------------------------------------------------------------
+
+    def _set_deadline(self, kind: int, timeout: float) -> None:
+        self._deadline_kind = kind
+        deadline = self._deadline = self.loop.time() + timeout
+        if deadline < self._timer_when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_when = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_when = _INF
+        kind = self._deadline_kind
+        if kind == _NONE or self.lost:
+            return
+        if self.loop.time() < self._deadline:
+            self._timer_when = self._deadline
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            return
+        self._deadline_kind = _NONE
+        if kind == _HEADER and self.exchange is None and self.h11.request_in_progress:
+            self._send_error(408, "the request head did not arrive in time")
+        else:
+            self.transport.close()
+
+    # -- closing and errors ------------------------------------------------------------------------------
+
+    def _close(self) -> None:
+        if not self.lost:
+            self._closing = True
+            self.transport.close()
+
+    def _send_error(self, status: int, detail: str) -> None:
+        """Answer with a final error and close, draining what the client still sends (a lingering close),
+        so that the client reads our answer instead of a connection reset."""
+        body = (detail or status_line(status)[13:-2].decode()).encode("latin-1", "replace") + b"\n"
+        head = status_line(status) + (
+            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n%b\r\n"
+            % (len(body), self.state.default_headers)
+        )
+        self._closing = True
+        self._pending.clear()
+        transport = self.transport
+        transport.write(head + body)
+        if self.state.access_log is not None:
+            self.state.access_log.log(
+                client=self.client, method="-", target="-", http_version="1.1", status=status,
+                response_bytes=len(body), duration_s=0.0, request_headers=(), response_headers=(),
+                request_time=time.time(),
+            )
+        if self._eof:
+            transport.close()
+        elif transport.can_write_eof():
+            transport.write_eof()
+            self._set_deadline(_LINGER, LINGER_SECONDS)
+        else:
+            transport.close()
+
+
+def _tls_extension(transport: asyncio.Transport) -> dict[str, Any]:
+    """The ASGI TLS extension: what the handshake established."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    peercert = transport.get_extra_info("peercert")
+    version = ssl_object.version() if ssl_object is not None else None
+    cipher = ssl_object.cipher() if ssl_object is not None else None
+    chain: list[str] = []
+    if ssl_object is not None:
+        der = ssl_object.getpeercert(binary_form=True)
+        if der:
+            import ssl
+
+            chain.append(ssl.DER_cert_to_PEM_cert(der))
+    subject = ""
+    if peercert:
+        subject = ",".join("=".join(pair) for rdn in peercert.get("subject", ()) for pair in rdn)
+    return {
+        "server_cert": None,
+        "client_cert_chain": chain,
+        "client_cert_name": subject or None,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(version or ""),
+        "cipher_suite": None,
+        "cipher_name": cipher[0] if cipher else None,
+    }
+
+
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}

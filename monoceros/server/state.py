@@ -1,0 +1,70 @@
+"""What every connection of one worker shares: settings turned into ready-to-use values.
+
+Connections read these on the hot path, so everything is computed once here
+(limits, pre-encoded default headers, the proxy trust table) rather than looked up
+in the config per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+from ..config import Config
+from ..protocols.http11 import Limits
+
+if TYPE_CHECKING:
+    from ..adapters.exchange import Exchange
+    from ..logs import AccessLogger
+    from .http11 import HTTP11Transport
+    from .proxy import ProxyTrust
+
+Handler = Callable[["Exchange"], Awaitable[None]]
+
+
+class ServerState:
+    """Per-worker shared state. One instance, created by the worker before it listens."""
+
+    def __init__(
+        self,
+        config: Config,
+        loop: asyncio.AbstractEventLoop,
+        handler: Handler,
+        access_log: AccessLogger | None,
+        proxy: ProxyTrust | None,
+    ) -> None:
+        self.config = config
+        self.loop = loop
+        self.handler = handler
+        self.access_log = access_log if access_log is not None and access_log.enabled else None
+        self.proxy = proxy
+        self.limits = Limits(
+            request_line=config.limit_request_line,
+            field_size=config.limit_request_field_size,
+            fields=config.limit_request_fields,
+            headers_size=config.limit_request_headers_size,
+            body=config.limit_request_body,
+        )
+        self.keep_alive = config.keep_alive
+        self.header_timeout = config.header_timeout
+        self.limit_concurrency = config.limit_concurrency
+        self.connections: set[HTTP11Transport] = set()
+        self.shutting_down = False
+        self.requests_served = 0
+        self._server_header = b"server: monoceros\r\n" if config.server_header else b""
+        self.default_headers = b""
+        self.refresh_date()
+
+    def refresh_date(self) -> None:
+        """Re-encode the Date header; the worker calls this once a second (RFC 9110 §6.6.1 precision)."""
+        date = b""
+        if self.config.date_header:
+            date = b"date: " + formatdate(time.time(), usegmt=True).encode("ascii") + b"\r\n"
+        self.default_headers = self._server_header + date
+
+    def in_flight(self) -> int:
+        """How many connections are in the middle of an exchange."""
+        return sum(1 for conn in self.connections if conn.busy)

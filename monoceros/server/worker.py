@@ -1,0 +1,208 @@
+"""One worker: an event loop that owns the listeners, the connections and the app.
+
+``serve(config)`` is the whole single-process server. The supervisor (several
+workers) reuses :class:`Worker` with sockets it created before forking.
+
+Order of events: load the app, run lifespan startup, start listening, serve until
+a stop signal, then stop accepting, close idle connections, let in-flight requests
+finish within ``graceful_timeout``, cut what is left, and run lifespan shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..adapters.asgi_http import ASGIHTTPHandler, asgi2_to_asgi3
+from ..adapters.lifespan import Lifespan
+from ..config import Config
+from ..logs import AccessLogger, configure_logging
+from .app_loader import load_app
+from .http11 import HTTP11Transport
+from .listeners import create_socket, describe, specs_from_config
+from .proxy import ProxyTrust
+from .state import Handler, ServerState
+from .tls import create_ssl_context
+
+log = logging.getLogger("monoceros.error")
+
+DRAIN_POLL = 0.05  # seconds between checks for in-flight requests during a graceful stop
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """An event loop of the configured kind: uvloop when asked for or, with 'auto', when installed."""
+    if kind in ("uvloop", "auto"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                from ..errors import ConfigError
+
+                raise ConfigError("setting 'loop' is 'uvloop' but uvloop is not installed") from None
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+class Worker:
+    """Serves one app on a set of listening sockets until told to stop."""
+
+    def __init__(self, config: Config, app: Any = None, sockets: list[socket.socket] | None = None) -> None:
+        self.config = config
+        self.app_arg = app
+        self.sockets = sockets
+        self.state: ServerState | None = None
+        self.lifespan: Lifespan | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._stop: asyncio.Event | None = None
+        self._force = False
+        self._close_handler: Callable[[], None] | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+
+    def run(self) -> None:
+        """Run the worker to completion on a fresh event loop."""
+        loop = new_event_loop(self.config.loop)
+        try:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.serve())
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    async def serve(self) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        app, interface = load_app(config, self.app_arg)
+        handler = self._make_handler(app, interface, loop)
+        proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
+        state = self.state = ServerState(config, loop, handler, AccessLogger(config), proxy)
+        ssl_context = create_ssl_context(config)
+        sockets = self.sockets if self.sockets is not None else self._bind()
+        try:
+            if self.lifespan is not None:
+                await self.lifespan.startup()
+            scheme = "https" if ssl_context is not None else "http"
+            for sock in sockets:
+                server = await loop.create_server(
+                    lambda: HTTP11Transport(state, scheme),
+                    sock=sock,
+                    ssl=ssl_context,
+                    backlog=config.backlog,
+                )
+                self._servers.append(server)
+                log.info("Listening at: %s (%d)", describe(sock, ssl_context is not None), os.getpid())
+            log.info("Serving %s app %s", interface.upper(), config.app or "monoceros.demo:app")
+            self._install_signals(loop)
+            self._tick()
+            await self._stop.wait()
+            await self._shutdown()
+        finally:
+            if self._ticker is not None:
+                self._ticker.cancel()
+            self._remove_signals(loop)
+            if self._close_handler is not None:
+                self._close_handler()
+            if self.sockets is None:
+                for sock in sockets:
+                    sock.close()
+
+    def _make_handler(self, app: Any, interface: str, loop: asyncio.AbstractEventLoop) -> Handler:
+        if interface == "wsgi":
+            from ..adapters.wsgi import WSGIHandler
+
+            wsgi = WSGIHandler(app, self.config, loop)
+            self._close_handler = wsgi.close
+            return wsgi
+        if interface == "asgi2":
+            app = asgi2_to_asgi3(app)
+        self.lifespan = Lifespan(app, self.config.lifespan)
+        return ASGIHTTPHandler(app, self.config, self.lifespan.state)
+
+    def _bind(self) -> list[socket.socket]:
+        sockets: list[socket.socket] = []
+        try:
+            for spec in specs_from_config(self.config):
+                sockets.append(create_socket(spec, self.config))
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        return sockets
+
+    def _tick(self) -> None:
+        """Once a second: refresh the cached Date header."""
+        assert self.state is not None
+        self.state.refresh_date()
+        loop = self.state.loop
+        now = loop.time()
+        self._ticker = loop.call_at(int(now) + 1.0, self._tick)
+
+    # -- stopping ----------------------------------------------------------------------------------------
+
+    def stop(self, graceful: bool = True) -> None:
+        """Begin stopping. A second request, or ``graceful=False``, cuts in-flight requests at once."""
+        if self._stop is None:
+            return
+        if self._stop.is_set() or not graceful:
+            self._force = True
+        self._stop.set()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        if sys.platform == "win32":
+            return
+        loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
+        loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
+
+    def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        if sys.platform == "win32":
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        already = self._stop is not None and self._stop.is_set()
+        log.info("Received %s: %s", sig.name, "stopping now" if already else "shutting down gracefully")
+        self.stop(graceful=True)
+
+    async def _shutdown(self) -> None:
+        state = self.state
+        assert state is not None
+        state.shutting_down = True
+        for server in self._servers:
+            server.close()
+        for conn in list(state.connections):
+            conn.shutdown()
+        loop = state.loop
+        deadline = loop.time() + self.config.graceful_timeout
+        in_flight = state.in_flight()
+        if in_flight:
+            log.info("Waiting for %d in-flight request(s) to finish", in_flight)
+        while state.in_flight() and loop.time() < deadline and not self._force:
+            await asyncio.sleep(DRAIN_POLL)
+        left = state.in_flight()
+        if left:
+            log.warning("Graceful timeout: cutting %d request(s) still in flight", left)
+        for conn in list(state.connections):
+            if not conn.lost:
+                conn.transport.abort()
+        await asyncio.sleep(0)  # let handler tasks observe the disconnect
+        if self.lifespan is not None:
+            await self.lifespan.shutdown()
+        log.info("Shutdown complete")
+
+
+def serve(config: Config, app: Any = None) -> None:
+    """Run the server in this process until SIGTERM or SIGINT."""
+    configure_logging(config)
+    Worker(config, app).run()
