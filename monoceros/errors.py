@@ -1,15 +1,15 @@
 """The exception tree. Library code raises these; only ``cli`` turns them into exit codes.
 
-    MonocerosError
-    ├── ConfigError            a setting, file or flag is wrong (names the source)
-    ├── AppLoadError           the APP string cannot be turned into a callable
-    │   ├── ModuleNotFound     the module itself is missing
-    │   ├── AttributeNotFound  the module has no such attribute
-    │   └── ModuleRaised       the user's module raised while importing (traceback kept)
-    ├── LifespanError          lifespan startup or shutdown failed
-    ├── BindError              a listener could not be created
-    └── ASGIProtocolError      the app broke the ASGI message protocol
-    ClientDisconnected (OSError)  send() after the client went away, as the ASGI spec asks
+MonocerosError
+├── ConfigError            a setting, file or flag is wrong (names the source)
+├── AppLoadError           the APP string cannot be turned into a callable
+│   ├── ModuleNotFound     the module itself is missing
+│   ├── AttributeNotFound  the module has no such attribute
+│   └── ModuleRaised       the user's module raised while importing (traceback kept)
+├── LifespanError          lifespan startup or shutdown failed
+├── BindError              a listener could not be created
+└── ASGIProtocolError      the app broke the ASGI message protocol
+ClientDisconnected (OSError)  send() after the client went away, as the ASGI spec asks
 """
 
 from __future__ import annotations

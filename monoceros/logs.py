@@ -330,10 +330,7 @@ class AccessLogger:
             _collect(request_headers, self._req_names, not self._json) if self._req_names else {},
             _collect(response_headers, self._resp_names, True) if self._resp_names else {},
         )
-        if self._json:
-            line = self._json_line(r)
-        else:
-            line = self._format % {key: atom(r) for key, atom in self._atoms}
+        line = self._json_line(r) if self._json else self._format % {key: atom(r) for key, atom in self._atoms}
         self._logger.info(line)
 
     @staticmethod

@@ -27,7 +27,7 @@ from collections import deque
 from typing import Any
 
 from ..errors import ClientDisconnected
-from ..protocols.events import Body, EndBody, Event, ProtocolError, Request
+from ..protocols.events import Body, Event, ProtocolError, Request
 from ..protocols.http11 import HTTP11Connection, status_line
 from .exchange import HTTP11Exchange
 from .state import ServerState
@@ -83,7 +83,7 @@ class HTTP11Transport(asyncio.Protocol):
         elif isinstance(sock, str) and sock:
             self.server = (sock, None)
         if self.scheme == "https":
-            self.extensions = {"tls": _tls_extension(transport)}
+            self.extensions = {"tls": _tls_extension(self.transport)}
         if len(state.connections) > state.limit_concurrency or state.shutting_down:
             # Past the per-worker connection limit: a quick, explicit 503 beats a silent queue.
             self._send_error(503, "the server is at its connection limit" if not state.shutting_down else "")
@@ -318,8 +318,15 @@ class HTTP11Transport(asyncio.Protocol):
         transport.write(head + body)
         if self.state.access_log is not None:
             self.state.access_log.log(
-                client=self.client, method="-", target="-", http_version="1.1", status=status,
-                response_bytes=len(body), duration_s=0.0, request_headers=(), response_headers=(),
+                client=self.client,
+                method="-",
+                target="-",
+                http_version="1.1",
+                status=status,
+                response_bytes=len(body),
+                duration_s=0.0,
+                request_headers=(),
+                response_headers=(),
                 request_time=time.time(),
             )
         if self._eof:

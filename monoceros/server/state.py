@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..protocols.http11 import Limits
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .http11 import HTTP11Transport
     from .proxy import ProxyTrust
 
-Handler = Callable[["Exchange"], Awaitable[None]]
+Handler = Callable[["Exchange"], Coroutine[Any, Any, None]]
 
 
 class ServerState:
