@@ -1,0 +1,386 @@
+"""WSGI (PEP 3333): runs a WSGI app in a bounded thread pool for every :class:`Exchange`.
+
+Theory of operation
+-------------------
+The environ is built on the event loop; the app call, the iteration of its response
+and its ``close()`` all run in one pool thread (one ``run_in_executor`` hand-off per
+request). Requests past the pool size queue for a thread while the loop goes on
+serving. From the thread, the request body is pulled and the response pushed through
+``run_coroutine_threadsafe(...).result()``: the thread waits until the loop has done
+it, which is the backpressure both ways.
+
+Round trips to the loop: a list or tuple body (what most frameworks return) costs
+none; the thread joins it and the coroutine sends head and body at once, with a
+Content-Length. A streamed body costs one per non-empty chunk, sent as soon as it is
+produced (PEP 3333 forbids holding a block back); the final empty send is again made
+by the coroutine. A ``wsgi.file_wrapper`` over a regular file is sent with
+``exchange.sendfile``.
+
+Headers are sent with the first non-empty body chunk, or at the end for an empty
+body. The reason phrase of the app's status is not kept: the exchange writes the
+standard one. Request headers whose names contain ``_`` are dropped, as gunicorn
+does: ``X_Forwarded_For`` would otherwise turn into the same ``HTTP_X_FORWARDED_FOR``
+as ``X-Forwarded-For`` and let a client spoof a header a proxy vouches for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
+
+from .._version import __version__
+from ..config import Config
+from ..errors import ClientDisconnected
+from .exchange import Exchange
+from .wsgi_input import (
+    ErrorStream,
+    FileWrapper,
+    WSGIInput,
+    encode_headers,
+    parse_status,
+    regular_file_size,
+)
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+Write = Callable[[bytes], None]
+StartResponse = Callable[..., Write]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+T = TypeVar("T")
+
+log = logging.getLogger("monoceros.error")
+
+_ERROR_BODY = b"Internal Server Error\n"
+_ERROR_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_ERROR_BODY)).encode()),
+    (b"connection", b"close"),
+]
+_NO_LENGTH = frozenset({b"content-length", b"transfer-encoding"})
+_SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+_NAME_CACHE_MAX = 512
+
+
+class WSGIHandler:
+    """Runs one WSGI app for every HTTP exchange of a worker. Create one per worker; :meth:`close` it last."""
+
+    def __init__(self, app: WSGIApp, config: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.loop = loop
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.threads, thread_name_prefix="monoceros-wsgi"
+        )
+        script_name = config.root_path.rstrip("/").encode("utf-8").decode("latin-1")
+        self._script_name = script_name
+        self._calls: set[_Call] = set()
+        self._names: dict[bytes, str] = dict(_SPECIAL)
+        self._template: Environ = {
+            "SCRIPT_NAME": script_name,
+            "SERVER_SOFTWARE": f"monoceros/{__version__}",
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": config.workers > 1,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+
+    def close(self) -> None:
+        """Shut the pool down without blocking the loop. Requests still in flight are cancelled: their
+        threads are released from any wait on the loop, and their handler tasks end at the next iteration."""
+        for call in list(self._calls):
+            call.cancel()
+            if call.task is not None:
+                call.task.cancel()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __call__(self, exchange: Exchange) -> None:
+        call = _Call(self, exchange)
+        call.task = asyncio.current_task()
+        self._calls.add(call)
+        try:
+            call.environ = self.environ(exchange, call)
+            body = await self.loop.run_in_executor(self.executor, call.run)
+            if body is not None:
+                if not exchange.response_started:
+                    exchange.start_response(call.code, call.headers)
+                await exchange.send(body, False)
+        except asyncio.CancelledError:
+            call.cancel()
+            await _fail(exchange)
+            raise
+        except GeneratorExit:  # the coroutine is being closed, not failing
+            call.cancel()
+            raise
+        except BaseException as exc:  # the app's failure must not take the worker down
+            if isinstance(exc, OSError) and exchange.disconnected:
+                log.debug("client went away during a WSGI response: %s", exc)
+                return
+            exchange.log_error("Exception in WSGI application", exc)
+            await _fail(exchange)
+        finally:
+            self._calls.discard(call)
+
+    def environ(self, exchange: Exchange, call: _Call) -> Environ:
+        """The PEP 3333 environ of one request (strings are bytes-as-latin-1, as the PEP asks)."""
+        request = exchange.request
+        env = self._template.copy()
+        raw_path = request.path
+        path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("latin-1")
+        script_name = self._script_name
+        if script_name and path.startswith(script_name):
+            rest = path[len(script_name) :]
+            if not rest or rest[0] == "/":  # "/app" is under "/app" and so is "/app/x"; "/apple" is not
+                path = rest
+        target = request.target.decode("latin-1")
+        env["REQUEST_METHOD"] = request.method
+        env["PATH_INFO"] = path
+        env["QUERY_STRING"] = request.query.decode("latin-1")
+        env["RAW_URI"] = env["REQUEST_URI"] = target
+        env["SERVER_PROTOCOL"] = "HTTP/1.1" if request.http_version == "1.1" else "HTTP/1.0"
+        env["wsgi.url_scheme"] = exchange.scheme
+        client = exchange.client
+        if client is not None:
+            env["REMOTE_ADDR"] = client[0]
+            env["REMOTE_PORT"] = str(client[1])
+        else:
+            env["REMOTE_ADDR"] = ""
+        names = self._names
+        for name, value in request.headers:
+            key = names.get(name)
+            if key is None:
+                if b"_" in name:
+                    continue  # see the module docstring: it could impersonate a dashed header
+                key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+                if len(names) < _NAME_CACHE_MAX:
+                    names[name] = key
+            text = value.decode("latin-1")
+            old = env.get(key)
+            if old is None:
+                env[key] = text
+            elif key == "HTTP_COOKIE":
+                env[key] = old + "; " + text  # RFC 6265: cookie pairs are separated by "; "
+            elif key != "CONTENT_LENGTH":
+                env[key] = old + "," + text
+        has_body = "HTTP_TRANSFER_ENCODING" in env or env.get("CONTENT_LENGTH", "").strip() not in ("", "0")
+        server = exchange.server
+        if server is not None and server[1] is not None:
+            env["SERVER_NAME"], env["SERVER_PORT"] = server[0], str(server[1])
+        else:  # a unix socket: the best name is the one the client used
+            env["SERVER_NAME"], env["SERVER_PORT"] = _split_host(env.get("HTTP_HOST"), exchange.scheme)
+        env["wsgi.input"] = WSGIInput(call.receive if has_body else None)
+        env["wsgi.errors"] = call.errors
+        return env
+
+
+async def _fail(exchange: Exchange) -> None:
+    """Answer 500 if nothing was sent yet; otherwise the response is broken, so cut the connection."""
+    if exchange.disconnected:
+        return
+    if exchange.response_started:
+        exchange.abort()
+        return
+    exchange.start_response(500, _ERROR_HEADERS)
+    with contextlib.suppress(OSError):
+        await exchange.send(_ERROR_BODY, False)
+
+
+def _split_host(host: str | None, scheme: str) -> tuple[str, str]:
+    """SERVER_NAME and SERVER_PORT from a Host header ('localhost' and '0' without one)."""
+    if not host:
+        return "localhost", "0"
+    default = "443" if scheme == "https" else "80"
+    if host.startswith("["):  # an IPv6 literal
+        end = host.find("]") + 1
+        name, rest = (host[:end], host[end:]) if end else (host, "")
+        return name, rest[1:] if rest.startswith(":") and rest[1:] else default
+    name, sep, port = host.partition(":")
+    return name, port if sep and port else default
+
+
+class _Call:
+    """One app invocation: ``start_response``, ``write`` and the response loop, run in a pool thread."""
+
+    __slots__ = (
+        "app",
+        "cancelled",
+        "code",
+        "environ",
+        "errors",
+        "exchange",
+        "headers",
+        "headers_sent",
+        "loop",
+        "pending",
+        "status",
+        "task",
+    )
+
+    def __init__(self, handler: WSGIHandler, exchange: Exchange) -> None:
+        self.app = handler.app
+        self.loop = handler.loop
+        self.exchange = exchange
+        self.environ: Environ = {}
+        self.errors = ErrorStream()
+        self.status: str | None = None
+        self.code = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers_sent = False
+        self.cancelled = False
+        self.pending: concurrent.futures.Future[Any] | None = None
+        self.task: asyncio.Task[Any] | None = None
+
+    # -- the app's side (pool thread) ----------------------------------------------------------------------
+
+    def run(self) -> bytes | None:
+        """Call the app and consume its response. Returns the last piece of body for the coroutine to send
+        (with the head, if it has not gone yet), or None when the response is over already."""
+        try:
+            result = self.app(self.environ, self.start_response)
+            try:
+                return self._consume(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            self.errors.flush()
+
+    def _consume(self, result: Iterable[bytes]) -> bytes | None:
+        if isinstance(result, (list, tuple)):
+            if len(result) == 1 and type(result[0]) is bytes:
+                body = result[0]
+            else:
+                body = b"".join(_check_chunk(chunk) for chunk in result)
+            return self._last(body)
+        try:
+            if type(result) is FileWrapper and (size := regular_file_size(result.filelike)) is not None:
+                offset, count = self._file_span(result.filelike, size)
+                self.headers_sent = True
+                self._wait(self._send_file(result.filelike, offset, count))
+                return None
+            for chunk in result:
+                if _check_chunk(chunk):
+                    self._started()
+                    self._push(chunk)
+        except ClientDisconnected as exc:
+            log.debug("client went away during a WSGI response: %s", exc)
+            return None
+        return self._last(b"")
+
+    def _last(self, body: bytes) -> bytes:
+        """The whole rest of the body; when the head has not gone, the body is all there is: frame it."""
+        self._started()
+        if not self.headers_sent:
+            self.headers = _with_length(self.headers, self.code, len(body), self.environ["REQUEST_METHOD"])
+        return body
+
+    def _file_span(self, file: Any, size: int) -> tuple[int, int]:
+        """Where the rest of a regular file starts and how much of it to send; frames the head by it."""
+        self._started()
+        offset = file.tell() if hasattr(file, "tell") else 0
+        count = max(size - offset, 0)
+        if not self.headers_sent:
+            declared = [int(value) for name, value in self.headers if name == b"content-length"]
+            if declared:
+                count = min(count, declared[0])
+            else:  # the file's length is known, for HEAD too
+                self.headers = _with_length(self.headers, self.code, count, "GET")
+        return offset, count
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Write:
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.status is not None:
+            raise RuntimeError("start_response() called again without exc_info")
+        code = parse_status(status)
+        self.headers = encode_headers(headers)
+        self.code = code
+        self.status = status
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy imperative ``write`` callable; blocks until the loop has taken the data."""
+        if self.status is None:
+            raise RuntimeError("write() called before start_response()")
+        if _check_chunk(data):
+            self._push(data)
+
+    def receive(self) -> tuple[bytes, bool]:
+        """The next piece of request body, for ``wsgi.input``."""
+        return self._wait(self._receive())
+
+    def _started(self) -> None:
+        if self.status is None:
+            raise RuntimeError("the WSGI app produced a response without calling start_response()")
+
+    def _push(self, data: bytes) -> None:
+        self.headers_sent = True
+        self._wait(self._send(data))
+
+    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and block this thread until it is done."""
+        if self.cancelled:
+            coro.close()
+            raise ClientDisconnected("the request was cancelled")
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            raise ClientDisconnected("the server has stopped") from None
+        self.pending = future
+        if self.cancelled:
+            future.cancel()
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise ClientDisconnected("the request was cancelled") from None
+        finally:
+            self.pending = None
+
+    def cancel(self) -> None:
+        """Release the thread from whatever it waits for on the loop (the handler was cancelled)."""
+        self.cancelled = True
+        future = self.pending
+        if future is not None:
+            future.cancel()
+
+    # -- the loop's side -------------------------------------------------------------------------------------
+
+    async def _receive(self) -> tuple[bytes, bool]:
+        return await self.exchange.receive()
+
+    async def _send(self, data: bytes) -> None:
+        exchange = self.exchange
+        if not exchange.response_started:
+            exchange.start_response(self.code, self.headers)
+        await exchange.send(data, True)
+
+    async def _send_file(self, file: Any, offset: int, count: int) -> None:
+        exchange = self.exchange
+        if not exchange.response_started:
+            exchange.start_response(self.code, self.headers)
+        await exchange.sendfile(file, offset, count)
+
+
+def _check_chunk(chunk: object) -> bytes:
+    if type(chunk) is bytes:
+        return chunk
+    raise TypeError(f"a WSGI response body must be bytes, got {type(chunk).__name__}")
+
+
+def _with_length(headers: list[tuple[bytes, bytes]], code: int, length: int, method: str) -> list[tuple[bytes, bytes]]:
+    """Add a Content-Length when the app gave no framing and the body is known whole."""
+    if method == "HEAD" or code in (204, 304) or any(name in _NO_LENGTH for name, _ in headers):
+        return headers
+    return [*headers, (b"content-length", str(length).encode("ascii"))]
