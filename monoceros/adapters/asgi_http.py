@@ -156,6 +156,10 @@ class _Cycle:
             if kind != "http.response.start":
                 raise ASGIProtocolError(f"Expected ASGI message 'http.response.start', but got {kind!r}.")
             status, headers = _response_start(message)
+            if self.exchange.disconnected:
+                # ASGI 2.4: send() on a closed connection raises an OSError, http.response.start included;
+                # otherwise an app that answers after http.disconnect would learn nothing until its body.
+                raise ClientDisconnected("client disconnected")
             try:
                 self.exchange.start_response(status, headers)
             except ValueError as exc:

@@ -203,6 +203,11 @@ class HTTP11Connection:
             elif name == b"content-length":
                 content_length = _content_length(value, content_length)
             elif name == b"transfer-encoding":
+                if version == "1.0":
+                    # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing (an HTTP/1.0
+                    # hop reads that body another way); de-chunking it and keeping the connection would let a
+                    # request be smuggled past such a hop. Refuse it.
+                    raise ProtocolError("Transfer-Encoding in an HTTP/1.0 request")
                 chunked = _transfer_coding(value, chunked)
             elif name == b"expect":
                 if value.lower() != b"100-continue":

@@ -148,8 +148,15 @@ class HTTP11Exchange:
         if self.response_started:
             raise RuntimeError("the response has already started")
         conn = self.conn
+        # A final answer before any 100 Continue: the client holds its body back, so the connection closes
+        # after this response (see HTTP11Transport.response_complete). RFC 9110 §10.1.1: say so in the head.
+        holding_back = self.continue_pending and not self.body_done
         self._head = conn.h11.response_head(
-            self.request, status, headers, conn.state.default_headers, keep_alive=not conn.state.shutting_down
+            self.request,
+            status,
+            headers,
+            conn.state.default_headers,
+            keep_alive=not conn.state.shutting_down and not holding_back,
         )
         self.status = status
         self._response_headers = headers
@@ -164,7 +171,8 @@ class HTTP11Exchange:
 
     def _flush_head(self) -> None:
         head = self._head
-        if head and not self.conn.lost:
+        # Not after fail(): the connection then carries the server's own error response and is half-closed.
+        if head and not self.disconnected:
             self._head = b""
             self.conn.transport.write(head)
 
@@ -200,7 +208,8 @@ class HTTP11Exchange:
         if not h11.response_has_body:
             await self.send(b"", False)
             return
-        if h11.response_is_raw and conn.scheme == "http":
+        # asyncio's own loops send a plain socket's file with sendfile(2); uvloop has no loop.sendfile.
+        if h11.response_is_raw and conn.scheme == "http" and isinstance(conn.loop, asyncio.BaseEventLoop):
             self._flush_head()
             if count:
                 h11.account_body(count)
@@ -213,10 +222,12 @@ class HTTP11Exchange:
             self.response_bytes += count
             await self.send(b"", False)
             return
-        file.seek(offset)
+        # Otherwise read it in pieces off the loop thread (a disk read may block) and send them with
+        # flow control, so a slow client holds one piece in memory, not the file.
+        await conn.loop.run_in_executor(None, file.seek, offset)
         remaining = count
         while remaining > 0:
-            chunk = file.read(min(SENDFILE_CHUNK, remaining))
+            chunk = await conn.loop.run_in_executor(None, file.read, min(SENDFILE_CHUNK, remaining))
             if not chunk:
                 break
             remaining -= len(chunk)
@@ -224,7 +235,7 @@ class HTTP11Exchange:
         await self.send(b"", False)
 
     def _write(self, data: bytes) -> None:
-        if not self.conn.lost:
+        if not self.disconnected:
             self.conn.transport.write(data)
 
     def _finish(self) -> None:
