@@ -185,9 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail("configuration error", exc, exitcodes.USAGE)
     except AppLoadError as exc:
-        return _fail(
-            "cannot load the app", exc, exitcodes.APP_LOAD_ERROR, user_traceback=isinstance(exc, ModuleRaised)
-        )
+        return _fail("cannot load the app", exc, exitcodes.APP_LOAD_ERROR, user_traceback=isinstance(exc, ModuleRaised))
     except LifespanError as exc:
         return _fail("lifespan failed", exc, exitcodes.BOOT_ERROR, user_traceback=True)
     except BindError as exc:
@@ -223,7 +221,5 @@ def _serve(config: Config) -> None:
 
 
 def _load_app(config: Config) -> object:
-    load_app = cast(
-        "Callable[[Config], object]", importlib.import_module("monoceros.server.app_loader").load_app
-    )
+    load_app = cast("Callable[[Config], object]", importlib.import_module("monoceros.server.app_loader").load_app)
     return load_app(config)

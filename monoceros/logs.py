@@ -239,9 +239,7 @@ def _safe(value: str) -> str:
     return "".join(c if c.isprintable() and c not in '"\\' else f"\\x{ord(c):02x}" for c in value)
 
 
-def _collect(
-    headers: Sequence[tuple[bytes, bytes]], wanted: frozenset[bytes], escape: bool
-) -> dict[bytes, str]:
+def _collect(headers: Sequence[tuple[bytes, bytes]], wanted: frozenset[bytes], escape: bool) -> dict[bytes, str]:
     """One pass over ``headers`` for the names the format uses; repeated fields are joined with ', '."""
     found: dict[bytes, str] = {}
     for name, value in headers:

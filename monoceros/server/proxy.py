@@ -45,9 +45,7 @@ class ProxyTrust:
                 else:
                     self._configured.add(str(ipaddress.ip_address(entry)))
             except ValueError:
-                raise ConfigError(
-                    f"forwarded_allow_ips {raw!r}: not an IP address, a CIDR network, or '*'"
-                ) from None
+                raise ConfigError(f"forwarded_allow_ips {raw!r}: not an IP address, a CIDR network, or '*'") from None
         self._trusted: set[str] = set()
         self._untrusted: set[str] = set()
 
@@ -89,9 +87,7 @@ class ProxyTrust:
                     return True
         return False
 
-    def resolve(
-        self, client: Client, scheme: str, headers: Sequence[tuple[bytes, bytes]]
-    ) -> tuple[Client, str]:
+    def resolve(self, client: Client, scheme: str, headers: Sequence[tuple[bytes, bytes]]) -> tuple[Client, str]:
         """The (client, scheme) the app should see, after believing a trusted proxy's headers.
 
         Header names must be lowercase. X-Forwarded-For is read right to left, skipping trusted proxies;
