@@ -47,7 +47,7 @@ class Lifespan:
             raise LifespanError(f"application startup failed: {message.get('message') or 'no message given'}")
         if message["type"] == "app.exited":
             exc = message.get("exc")
-            if self.mode == "on" or exc is None:
+            if self.mode == "on":
                 detail = f"{type(exc).__name__}: {exc}" if exc is not None else "the app returned"
                 raise LifespanError(f"application startup failed ({detail})") from exc
             self._supported = False

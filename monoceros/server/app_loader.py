@@ -85,13 +85,14 @@ def _import_file(path: str, app_dir: str) -> Any:
 
 def detect_interface(app: Any) -> str:
     """'asgi3', 'asgi2' or 'wsgi', from the shape of the callable."""
-    if _is_coroutine_callable(app):
-        return "asgi3"
     if inspect.isclass(app):
-        # A class whose instances are the per-connection ASGI 2 callables.
-        if _is_coroutine_callable(getattr(app, "__call__", None)):  # noqa: B004
+        # Calling the class makes the instance: ASGI 2 when the instance's __call__ is a coroutine
+        # function (receive, send); otherwise a WSGI app class whose instances are the response iterable.
+        if inspect.iscoroutinefunction(getattr(app, "__call__", None)):  # noqa: B004
             return "asgi2"
         return "wsgi"
+    if _is_coroutine_callable(app):
+        return "asgi3"
     try:
         params = [
             p

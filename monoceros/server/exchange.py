@@ -99,6 +99,13 @@ class HTTP11Exchange:
         self.body_done = True
         self._wake()
 
+    def on_peer_eof(self) -> None:
+        """The client half-closed. To an app waiting for ``http.disconnect`` it is gone (browsers never
+        half-close); a response it still sends is delivered, since the client may be reading."""
+        waiter = self._disconnect_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     def on_disconnect(self) -> None:
         self._wake()
         waiter = self._disconnect_waiter
@@ -135,7 +142,7 @@ class HTTP11Exchange:
             await waiter
 
     async def wait_disconnect(self) -> None:
-        if self.response_done or self.disconnected:
+        if self.response_done or self.disconnected or self.conn.peer_eof:
             return
         waiter = self._disconnect_waiter
         if waiter is None:

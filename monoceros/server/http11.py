@@ -57,7 +57,7 @@ class HTTP11Transport(asyncio.Protocol):
         self.exchange: HTTP11Exchange | None = None
         self._pending: deque[Event] = deque()
         self._error: ProtocolError | None = None
-        self._eof = False
+        self.peer_eof = False
         self.lost = False
         self._closing = False
         self.write_paused = False
@@ -110,12 +110,14 @@ class HTTP11Transport(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self._closing:
             return None
-        self._eof = True
+        self.peer_eof = True
         try:
             self.h11.receive_eof()
         except ProtocolError as exc:
             self._error = exc
             self._dispatch()
+        if self.exchange is not None:
+            self.exchange.on_peer_eof()
         if self.exchange is not None or self._pending:
             return True  # a half-closed client still gets its responses; _next closes after the last
         return None  # close
@@ -211,7 +213,7 @@ class HTTP11Transport(asyncio.Protocol):
         if not self.h11.keep_alive or self.state.shutting_down or self.state.keep_alive <= 0:
             self._close()
             return
-        if self._eof and not self._pending:
+        if self.peer_eof and not self._pending:
             self._close()
             return
         if self._read_paused:
@@ -329,7 +331,7 @@ class HTTP11Transport(asyncio.Protocol):
                 response_headers=(),
                 request_time=time.time(),
             )
-        if self._eof:
+        if self.peer_eof:
             transport.close()
         elif transport.can_write_eof():
             transport.write_eof()

@@ -199,7 +199,19 @@ class Worker:
         await asyncio.sleep(0)  # let handler tasks observe the disconnect
         if self.lifespan is not None:
             await self.lifespan.shutdown()
+        await _cancel_remaining()
         log.info("Shutdown complete")
+
+
+async def _cancel_remaining() -> None:
+    """Cancel the handler tasks that outlived the graceful timeout, and wait for them to unwind, so that
+    none is destroyed pending when the loop closes."""
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=1.0)
 
 
 def serve(config: Config, app: Any = None) -> None:
