@@ -138,9 +138,7 @@ def test_abbreviations_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_value_exits_usage_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--print-config", "--port", "abc"]) == exitcodes.USAGE
     err = capsys.readouterr().err
-    assert (
-        err == "monoceros: configuration error: command line: setting 'port' expects an integer, got 'abc'\n"
-    )
+    assert err == "monoceros: configuration error: command line: setting 'port' expects an integer, got 'abc'\n"
 
 
 def test_bad_choice_exits_usage(capsys: pytest.CaptureFixture[str]) -> None:

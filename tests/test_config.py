@@ -135,9 +135,7 @@ def test_bad_values_name_source_and_setting(tmp_path: Path, overrides: dict[str,
 
 def test_bad_value_from_file_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "x.toml", 'port = "abc"\n')
-    with pytest.raises(
-        ConfigError, match=r"^config file .*x\.toml: setting 'port' expects an integer, got 'abc'$"
-    ):
+    with pytest.raises(ConfigError, match=r"^config file .*x\.toml: setting 'port' expects an integer, got 'abc'$"):
         load(tmp_path, config_file=path)
 
 
@@ -162,9 +160,7 @@ def test_unknown_key_in_pyproject(tmp_path: Path) -> None:
     path = write(tmp_path / "pyproject.toml", "[tool.monoceros]\nwokers = 2\n")
     with pytest.raises(ConfigError) as info:
         load(tmp_path)
-    assert (
-        str(info.value) == f"unknown setting 'wokers' in [tool.monoceros] in {path}; did you mean 'workers'?"
-    )
+    assert str(info.value) == f"unknown setting 'wokers' in [tool.monoceros] in {path}; did you mean 'workers'?"
 
 
 def test_unknown_name_in_python_file(tmp_path: Path) -> None:
@@ -196,9 +192,7 @@ def test_allowed_environment_variables_are_skipped(tmp_path: Path, monkeypatch: 
 def test_unknown_key_on_command_line_and_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^unknown setting 'prot' in command line; did you mean 'port'\?$"):
         load(tmp_path, cli={"prot": "1"})
-    with pytest.raises(
-        ConfigError, match=r"^unknown setting 'prot' in monoceros.run\(\) keyword; did you mean"
-    ):
+    with pytest.raises(ConfigError, match=r"^unknown setting 'prot' in monoceros.run\(\) keyword; did you mean"):
         load(tmp_path, overrides={"prot": 1})
 
 
@@ -338,9 +332,7 @@ def test_config_as_dict_lists_every_setting_in_order() -> None:
 
 
 def test_docs_settings_md_is_current() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "gen_settings_docs", ROOT / "scripts" / "gen_settings_docs.py"
-    )
+    spec = importlib.util.spec_from_file_location("gen_settings_docs", ROOT / "scripts" / "gen_settings_docs.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

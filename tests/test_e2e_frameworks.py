@@ -105,12 +105,12 @@ def test_starlette_lifespan_state(starlette_server: ServerProcess) -> None:
     assert httpx.get(starlette_server.url + "/state").json() == {"greeting": "hello from the starlette lifespan"}
 
 
-# -- Django (ASGI) -----------------------------------------------------------------------------------------
+# -- Django (ASGI and WSGI) ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def django_server(module_serve: ServerFactory) -> ServerProcess:
-    return module_serve("django_app:application")
+@pytest.fixture(scope="module", params=["application", "wsgi_application"], ids=["asgi", "wsgi"])
+def django_server(module_serve: ServerFactory, request: pytest.FixtureRequest) -> ServerProcess:
+    return module_serve(f"django_app:{request.param}")
 
 
 def test_django_json_view(django_server: ServerProcess) -> None:
@@ -141,6 +141,17 @@ def test_django_middleware_and_host_checks(django_server: ServerProcess) -> None
         assert client.get("/hello/", headers={"Host": "evil.example"}).status_code == 400  # ALLOWED_HOSTS
 
 
-def test_django_runs_without_lifespan(django_server: ServerProcess) -> None:
+def test_django_interface_is_detected(django_server: ServerProcess) -> None:
+    output = django_server.output()
+    if "Serving WSGI app" in output:
+        return  # Django's WSGIHandler: no lifespan
+    assert "Serving ASGI3 app" in output
     # Django's ASGI handler refuses the lifespan scope; with --lifespan auto that is fine.
-    assert "lifespan' protocol appears unsupported" in django_server.output()
+    assert "lifespan' protocol appears unsupported" in output
+
+
+def test_django_file_upload(django_server: ServerProcess) -> None:
+    blob = bytes(range(256)) * 4096  # 1 MiB, streamed to Django's upload handlers
+    response = httpx.post(django_server.url + "/upload/", files={"f": ("blob.bin", blob)}, data={"k": "v"})
+    assert response.status_code == 200
+    assert response.json() == {"size": len(blob), "name": "blob.bin", "k": "v", "sha": hashlib.sha256(blob).hexdigest()}

@@ -166,9 +166,7 @@ def test_specs_bind_uds_fd_add_up_and_replace_host() -> None:
 
 
 def test_specs_dedupe_keeps_order() -> None:
-    cfg = config(
-        bind=["unix:/tmp/a.sock", "127.0.0.1:1", "[0::1]:2", "[::1]:2", "127.0.0.1:1"], uds="/tmp/a.sock"
-    )
+    cfg = config(bind=["unix:/tmp/a.sock", "127.0.0.1:1", "[0::1]:2", "[::1]:2", "127.0.0.1:1"], uds="/tmp/a.sock")
     assert specs_from_config(cfg) == [
         ListenSpec("unix", path="/tmp/a.sock"),
         ListenSpec("tcp", host="127.0.0.1", port=1),

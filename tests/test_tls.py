@@ -91,9 +91,7 @@ def test_key_inside_certfile(tls_files: TLSFiles) -> None:
 
 
 def test_encrypted_key(tls_files: TLSFiles) -> None:
-    cfg = tls_config(
-        tls_files, keyfile=str(tls_files.server_key_encrypted), keyfile_password=tls_files.key_password
-    )
+    cfg = tls_config(tls_files, keyfile=str(tls_files.server_key_encrypted), keyfile_password=tls_files.key_password)
     ctx = create_ssl_context(cfg)
     assert ctx is not None
     handshake(ctx, tls_files.client_context())

@@ -42,9 +42,7 @@ class TLSFiles:
         return ctx
 
 
-def make_tls_files(
-    directory: Path, hostnames: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
-) -> TLSFiles:
+def make_tls_files(directory: Path, hostnames: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")) -> TLSFiles:
     """Write a fresh CA, server and client certificates into ``directory`` and return their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()

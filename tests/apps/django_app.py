@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import django
 from django.conf import settings
 
@@ -39,6 +41,19 @@ def form(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"method": request.method, "fields": request.POST.dict()})
 
 
-urlpatterns = [path("hello/", hello), path("form/", form)]
+def upload(request: HttpRequest) -> JsonResponse:
+    upload = request.FILES["f"]
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    return JsonResponse({"size": upload.size, "name": upload.name, "k": request.POST["k"], "sha": digest.hexdigest()})
+
+
+urlpatterns = [path("hello/", hello), path("form/", form), path("upload/", upload)]
 
 application = get_asgi_application()
+
+# The same project under WSGI: Django's WSGIHandler, run on the worker's thread pool.
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+wsgi_application = get_wsgi_application()
