@@ -1,0 +1,61 @@
+"""ASGI 3 bench app (stdlib only). Behaviour is documented in common.py."""
+
+from common import HELLO, NOT_FOUND, STREAM_CHUNK, STREAM_CHUNKS, json_document
+
+TEXT_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(HELLO)).encode())]
+
+
+async def lifespan(receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive):
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/":
+        await send({"type": "http.response.start", "status": 200, "headers": TEXT_HEADERS})
+        await send({"type": "http.response.body", "body": HELLO})
+    elif path == "/echo":
+        body = await read_body(receive)
+        answer = str(len(body)).encode()
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+    elif path == "/json":
+        payload = json_document(scope["method"], path)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+    elif path == "/stream":
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/octet-stream")]}
+        )
+        for _ in range(STREAM_CHUNKS):
+            await send({"type": "http.response.body", "body": STREAM_CHUNK, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    else:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(NOT_FOUND)).encode())]
+        await send({"type": "http.response.start", "status": 404, "headers": headers})
+        await send({"type": "http.response.body", "body": NOT_FOUND})
