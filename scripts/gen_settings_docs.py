@@ -29,6 +29,7 @@ _TYPES = {
     "float": "number",
     "bool": "boolean",
     "list": "list of strings",
+    "hook": "callable, or a 'module:function' string; unset by default",
 }
 
 _INTRO = """\

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import importlib.util
 import re
 import sys
@@ -269,10 +271,25 @@ def test_python_file_helpers_are_ignored(tmp_path: Path) -> None:
     assert (cfg.port, cfg.bind, cfg.workers) == (8001, ["unix:/tmp/s"], 2)
 
 
-def test_python_file_function_is_not_a_setting(tmp_path: Path) -> None:
-    path = write(tmp_path / "conf.py", "def on_starting(server):\n    pass\n")
-    with pytest.raises(ConfigError, match="unknown setting 'on_starting' in config file"):
+def test_python_file_hooks_are_functions_and_typos_are_caught(tmp_path: Path) -> None:
+    path = write(tmp_path / "conf.py", "def on_starting(server):\n    return 'started'\n")
+    config = load(tmp_path, config_file=path)
+    assert config.on_starting is not None and config.on_starting(None) == "started"
+    path = write(tmp_path / "conf2.py", "def on_startng(server):\n    pass\n")
+    with pytest.raises(ConfigError, match="unknown setting 'on_startng' in config file .*did you mean 'on_starting'"):
         load(tmp_path, config_file=path)
+    path = write(tmp_path / "conf3.py", "when_ready = 42\n")
+    with pytest.raises(ConfigError, match="setting 'when_ready'"):
+        load(tmp_path, config_file=path)
+
+
+def test_hooks_from_strings_and_web_concurrency(tmp_path: Path) -> None:
+    config = load(tmp_path, env={"MONOCEROS_ON_EXIT": "os.path:join", "WEB_CONCURRENCY": "3"})
+    assert config.on_exit is os.path.join
+    assert config.workers == 3
+    assert load(tmp_path, env={"WEB_CONCURRENCY": "3"}, cli={"workers": "5"}).workers == 5
+    with pytest.raises(ConfigError, match="MONOCEROS_ON_EXIT.*'on_exit'.*importable"):
+        load(tmp_path, env={"MONOCEROS_ON_EXIT": "no_such_module_x:f"})
 
 
 def test_python_file_syntax_error_names_line(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import importlib
 import math
 import os
 import sys
@@ -55,11 +56,16 @@ def load_config(
     ``monoceros.toml`` / ``pyproject.toml`` are looked for and relative ``config_file`` paths start.
     """
     base = Path.cwd() if cwd is None else Path(cwd)
+    environ = os.environ if env is None else env
     values: dict[str, Any] = {}
+    # Heroku's and Docker images' convention; gunicorn reads it as the default for its workers.
+    concurrency = environ.get("WEB_CONCURRENCY")
+    if concurrency:
+        values["workers"] = convert_value(SETTINGS["workers"], concurrency, "environment variable WEB_CONCURRENCY")
     found = _find_file(config_file, base)
     if found is not None:
         values.update(convert_layer(found[1], found[0]))
-    values.update(_env_layer(os.environ if env is None else env))
+    values.update(_env_layer(environ))
     if cli:
         values.update(convert_layer(cli, CLI_SOURCE))
     if overrides:
@@ -194,7 +200,28 @@ def _to_list(setting: Setting, value: Any) -> list[str]:
     raise _Mismatch("a list of strings (or one comma-separated string)")
 
 
+def _to_hook(setting: Setting, value: Any) -> Any:
+    """A callable as it is (Python config files, monoceros.run), or 'module:function' imported now."""
+    if value is None or value == "":
+        return None
+    if callable(value):
+        return value
+    if not isinstance(value, str) or ":" not in value:
+        raise _Mismatch("a callable or a 'module:function' string")
+    module_name, _, attr = value.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except ImportError as exc:
+        raise _Mismatch(f"an importable 'module:function' (importing {module_name!r} failed: {exc})") from None
+    except AttributeError:
+        raise _Mismatch(f"an importable 'module:function' ({module_name!r} has no {attr!r})") from None
+    return target
+
+
 _CONVERTERS: dict[str, Callable[[Setting, Any], Any]] = {
+    "hook": _to_hook,
     "str": _to_str,
     "optional_str": _to_optional_str,
     "int": _to_int,
@@ -332,9 +359,19 @@ def render_toml(cfg: Config) -> str:
         value = getattr(cfg, setting.name)
         if value is None:
             lines.append(f"# {setting.name} = (unset)")
+        elif setting.type == "hook":
+            lines.append(_hook_line(setting.name, value))
         else:
             lines.append(f"{setting.name} = {toml_value(setting, value)}")
     return "\n".join(lines) + "\n"
+
+
+def _hook_line(name: str, hook: Any) -> str:
+    """A hook as 'module:function' when it can be imported by that name; otherwise a comment."""
+    module, qualname = getattr(hook, "__module__", None), getattr(hook, "__qualname__", "")
+    if module and module != "__monoceros_config__" and "<" not in qualname:
+        return f"{name} = {_toml_string(f'{module}:{qualname}')}"
+    return f"# {name} = (a callable set in a Python config file)"
 
 
 def toml_value(setting: Setting, value: Any) -> str:

@@ -1,0 +1,208 @@
+"""Settings of the process model: the supervisor, worker health and recycling, operations, hooks, dev reload.
+
+Defaults follow gunicorn where its users would look for them (``timeout`` 30 s, ``umask``, hook names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .fields import _hook, _non_negative, _octal_mode, _positive, setting
+
+Hook = Callable[..., Any]
+
+PROC = "Processes"
+HEALTH = "Worker health and recycling"
+OPS = "Operations"
+HOOKS = "Server hooks"
+RELOAD = "Development reload"
+
+
+def _hook_setting(signature: str, when: str) -> Any:
+    return setting(
+        None,
+        section=HOOKS,
+        validator=_hook,
+        metavar="MODULE:FUNC",
+        help=f"Called as {signature} {when}. A callable in a Python config file, or 'module:function'.",
+    )
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    """How many processes run, how they are watched and replaced, and how they are operated."""
+
+    # Processes --------------------------------------------------------------------------------------------
+    workers: int = setting(
+        1,
+        section=PROC,
+        flags=["-w", "--workers"],
+        validator=_positive,
+        metavar="N",
+        help="Number of worker processes. Without -w, the WEB_CONCURRENCY environment variable sets it. "
+        "More than one starts a supervising master process.",
+    )
+    supervisor: bool = setting(
+        False,
+        section=PROC,
+        flags=["--supervisor"],
+        help="Run a supervising master even for one worker (it is always on with more than one worker, "
+        "--reload, recycling settings or --daemon): restarts, heartbeats and the reload signals need it.",
+    )
+    reuse_port: bool = setting(
+        False,
+        section=PROC,
+        flags=["--reuse-port"],
+        help="Give each worker its own SO_REUSEPORT listening socket (TCP only), so the kernel balances "
+        "connections between workers instead of letting them race to accept.",
+    )
+    preload: bool = setting(
+        False,
+        section=PROC,
+        flags=["--preload"],
+        help="Import the app in the master before forking: workers share its memory and start faster. "
+        "A HUP still re-imports it.",
+    )
+
+    # Worker health and recycling ------------------------------------------------------------------------
+    # gunicorn's timeout is 30 s: long enough for a slow request on a sync worker, short enough to notice.
+    timeout: float = setting(
+        30.0,
+        section=HEALTH,
+        flags=["-t", "--timeout"],
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="A worker whose event loop has not sent a heartbeat for this long is killed (SIGABRT, which "
+        "logs its traceback, then SIGKILL) and replaced. 0 disables. Needs the supervisor.",
+    )
+    max_requests: int = setting(
+        0,
+        section=HEALTH,
+        flags=["--max-requests"],
+        validator=_non_negative,
+        metavar="N",
+        help="Recycle a worker after it has served this many requests; 0 disables. The replacement is "
+        "ready before the old worker stops accepting.",
+    )
+    max_requests_jitter: int = setting(
+        0,
+        section=HEALTH,
+        flags=["--max-requests-jitter"],
+        validator=_non_negative,
+        metavar="N",
+        help="Add a random 0..N to --max-requests per worker, so workers do not all recycle at once.",
+    )
+    max_worker_lifetime: float = setting(
+        0.0,
+        section=HEALTH,
+        flags=["--max-worker-lifetime"],
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="Recycle a worker after it has run this long; 0 disables.",
+    )
+    max_worker_lifetime_jitter: float = setting(
+        0.0,
+        section=HEALTH,
+        flags=["--max-worker-lifetime-jitter"],
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="Add a random 0..N seconds to --max-worker-lifetime per worker.",
+    )
+    max_worker_memory: int = setting(
+        0,
+        section=HEALTH,
+        flags=["--max-worker-memory"],
+        validator=_non_negative,
+        metavar="MIB",
+        help="Recycle a worker whose resident memory (RSS) exceeds this many MiB; 0 disables.",
+    )
+    max_worker_memory_jitter: int = setting(
+        0,
+        section=HEALTH,
+        flags=["--max-worker-memory-jitter"],
+        validator=_non_negative,
+        metavar="MIB",
+        help="Add a random 0..N MiB to --max-worker-memory per worker.",
+    )
+
+    # Operations -------------------------------------------------------------------------------------------
+    pid: str | None = setting(
+        None, section=OPS, flags=["-p", "--pid"], metavar="FILE", help="Write the master's PID to this file."
+    )
+    daemon: bool = setting(
+        False,
+        section=OPS,
+        flags=["-D", "--daemon"],
+        help="Detach from the terminal and run in the background (use --pid and log files with it).",
+    )
+    user: str | None = setting(
+        None, section=OPS, flags=["-u", "--user"], metavar="USER", help="Run the workers as this user (name or id)."
+    )
+    group: str | None = setting(
+        None, section=OPS, flags=["-g", "--group"], metavar="GROUP", help="Run the workers as this group."
+    )
+    # 022 is the usual login umask: files the server creates are not writable by others.
+    umask: int = setting(
+        0o022,
+        section=OPS,
+        flags=["-m", "--umask"],
+        validator=_octal_mode,
+        metavar="MODE",
+        help="File mode creation mask of the server processes (octal, e.g. 022).",
+    )
+    name: str | None = setting(
+        None,
+        section=OPS,
+        flags=["-n", "--name"],
+        metavar="NAME",
+        help="Name shown in process titles ('monoceros: master [NAME]'), when setproctitle is installed.",
+    )
+    chdir: str | None = setting(
+        None, section=OPS, flags=["--chdir"], metavar="DIR", help="Change to this directory before loading the app."
+    )
+
+    # Server hooks -----------------------------------------------------------------------------------------
+    on_starting: Hook | None = _hook_setting("on_starting(arbiter)", "in the master before it binds")
+    when_ready: Hook | None = _hook_setting("when_ready(arbiter)", "in the master once every worker is ready")
+    pre_fork: Hook | None = _hook_setting("pre_fork(arbiter, worker)", "in the master before forking a worker")
+    post_fork: Hook | None = _hook_setting("post_fork(arbiter, worker)", "in a new worker just after the fork")
+    post_worker_init: Hook | None = _hook_setting(
+        "post_worker_init(worker)", "in a worker once its app is loaded and it is ready"
+    )
+    worker_exit: Hook | None = _hook_setting("worker_exit(arbiter, worker)", "in the master after a worker exits")
+    on_reload: Hook | None = _hook_setting("on_reload(arbiter)", "in the master on HUP, before new workers start")
+    on_exit: Hook | None = _hook_setting("on_exit(arbiter)", "in the master just before it exits")
+
+    # Development reload -----------------------------------------------------------------------------------
+    reload: bool = setting(
+        False,
+        section=RELOAD,
+        flags=["--reload"],
+        help="Restart the workers when a watched file changes (development only). Uses watchfiles.",
+    )
+    reload_dirs: list[str] = setting(
+        [],
+        section=RELOAD,
+        flags=["--reload-dir"],
+        metavar="DIR",
+        help="Directory to watch; repeat for several. Default: the current directory and --app-dir.",
+    )
+    reload_includes: list[str] = setting(
+        ["*.py"],
+        section=RELOAD,
+        flags=["--reload-include"],
+        metavar="GLOB",
+        help="File name pattern that triggers a reload; repeat for several.",
+    )
+    reload_excludes: list[str] = setting(
+        [".venv", "node_modules", "__pycache__", ".git", ".*"],
+        section=RELOAD,
+        flags=["--reload-exclude"],
+        metavar="GLOB",
+        help="Pattern of files or directories never watched; it matches any path component.",
+    )
+
+
+__all__ = ["Hook", "ProcessSettings"]
