@@ -26,5 +26,5 @@ def run(app: object | str | None = None, **settings: Any) -> None:
         overrides["app"] = app
         app = None
     config = load_config(overrides=overrides)
-    serve = cast("Callable[..., None]", importlib.import_module("monoceros.server.worker").serve)
-    serve(config, app=app)
+    serve = cast("Callable[..., int]", importlib.import_module("monoceros.runner").serve)
+    serve(config, app=app, reload_config=lambda: load_config(overrides=overrides))

@@ -171,26 +171,38 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else exitcodes.USAGE
     options = vars(namespace)
     cli = {name: value for name, value in options.items() if not name.startswith("_") and value is not None}
+    def reload_config() -> Config:
+        return load_config(cli=cli, config_file=options.get("_config"))
+
     try:
-        config = load_config(cli=cli, config_file=options.get("_config"))
+        config = reload_config()
         if options.get("_print_config"):
             sys.stdout.write(render_toml(config))
         elif options.get("_check_config"):
             _load_app(config)
             print("config OK")
         else:
-            _serve(config)
+            return _serve(config, reload_config)
     except KeyboardInterrupt:
         return exitcodes.OK
-    except ConfigError as exc:
-        return _fail("configuration error", exc, exitcodes.USAGE)
-    except AppLoadError as exc:
-        return _fail("cannot load the app", exc, exitcodes.APP_LOAD_ERROR, user_traceback=isinstance(exc, ModuleRaised))
-    except LifespanError as exc:
-        return _fail("lifespan failed", exc, exitcodes.BOOT_ERROR, user_traceback=True)
-    except BindError as exc:
-        return _fail("cannot listen", exc, exitcodes.BOOT_ERROR)
+    except (ConfigError, AppLoadError, LifespanError, BindError) as exc:
+        return report_error(exc)
     return exitcodes.OK
+
+
+def report_error(exc: BaseException) -> int:
+    """Explain a startup failure on stderr and return its exit code. Workers report through this too."""
+    if isinstance(exc, ConfigError):
+        return _fail("configuration error", exc, exitcodes.USAGE)
+    if isinstance(exc, AppLoadError):
+        return _fail(
+            "cannot load the app", exc, exitcodes.APP_LOAD_ERROR, user_traceback=isinstance(exc, ModuleRaised)
+        )
+    if isinstance(exc, LifespanError):
+        return _fail("lifespan failed", exc, exitcodes.BOOT_ERROR, user_traceback=True)
+    if isinstance(exc, BindError):
+        return _fail("cannot listen", exc, exitcodes.BOOT_ERROR)
+    raise exc
 
 
 def _fail(what: str, exc: BaseException, code: int, *, user_traceback: bool = False) -> int:
@@ -215,9 +227,9 @@ def _user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
 # and do not depend on them. importlib keeps the type checker independent of their import order too.
 
 
-def _serve(config: Config) -> None:
-    serve = cast("Callable[..., None]", importlib.import_module("monoceros.server.worker").serve)
-    serve(config, app=None)
+def _serve(config: Config, reload_config: Callable[[], Config]) -> int:
+    serve = cast("Callable[..., int]", importlib.import_module("monoceros.runner").serve)
+    return serve(config, app=None, reload_config=reload_config)
 
 
 def _load_app(config: Config) -> object:

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import socket
 import stat
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -154,16 +155,19 @@ def _tcp_host(value: str, host: str, setting: str = "bind") -> str:
 # -- sockets -------------------------------------------------------------------------------------------------
 
 
-def create_socket(spec: ListenSpec, cfg: Config) -> socket.socket:
-    """A bound, listening, non-blocking socket for ``spec``; any failure is a :class:`BindError`."""
+def create_socket(spec: ListenSpec, cfg: Config, *, reuse_port: bool = False) -> socket.socket:
+    """A bound, listening, non-blocking socket for ``spec``; any failure is a :class:`BindError`.
+
+    ``reuse_port`` sets SO_REUSEPORT on a TCP socket, so that each worker can bind its own.
+    """
     if spec.kind == "tcp":
-        return _tcp_socket(spec, cfg.backlog)
+        return _tcp_socket(spec, cfg.backlog, reuse_port)
     if spec.kind == "unix":
         return _unix_socket(spec, cfg.backlog, cfg.uds_perms)
     return _fd_socket(spec)
 
 
-def _tcp_socket(spec: ListenSpec, backlog: int) -> socket.socket:
+def _tcp_socket(spec: ListenSpec, backlog: int, reuse_port: bool = False) -> socket.socket:
     try:
         infos = socket.getaddrinfo(spec.host, spec.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
@@ -178,6 +182,8 @@ def _tcp_socket(spec: ListenSpec, backlog: int) -> socket.socket:
     try:
         # Lets a restarted server bind while old connections sit in TIME_WAIT.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             # Keep v6 sockets v6-only, so '[::]:8000' and '0.0.0.0:8000' can both be bound and peers
             # never show up as '::ffff:a.b.c.d'.
@@ -277,6 +283,32 @@ def _reason(exc: OSError) -> str:
     if exc.errno in _HINTS:
         return _HINTS[exc.errno]
     return exc.strerror or str(exc)
+
+
+def inherited_sockets(environ: MutableMapping[str, str] | None = None) -> list[socket.socket]:
+    """Listening sockets handed over by systemd socket activation or a USR2 re-exec (``LISTEN_FDS``).
+
+    sd_listen_fds(3): the descriptors start at 3, and only count when ``LISTEN_PID`` is this process.
+    The variables are removed, so that processes started later do not take the sockets for theirs.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    try:
+        count = int(env.get("LISTEN_FDS", "0"))
+    except ValueError:
+        raise BindError(f"LISTEN_FDS={env.get('LISTEN_FDS')!r} is not a number") from None
+    env.pop("LISTEN_PID", None)
+    env.pop("LISTEN_FDS", None)
+    env.pop("LISTEN_FDNAMES", None)
+    sockets = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+        os.set_inheritable(fd, False)
+        sockets.append(_fd_socket(ListenSpec("fd", fd=fd)))
+    return sockets
+
+
+SD_LISTEN_FDS_START = 3
 
 
 # -- describing ----------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """One worker: an event loop that owns the listeners, the connections and the app.
 
-``serve(config)`` is the whole single-process server. The supervisor (several
-workers) reuses :class:`Worker` with sockets it created before forking.
+Run alone, it is the whole single-process server. Under the supervisor, each
+forked worker runs one, with the sockets the master bound and a :class:`Link`
+through which it reports heartbeats and readiness.
 
 Order of events: load the app, run lifespan startup, start listening, serve until
 a stop signal, then stop accepting, close idle connections, let in-flight requests
@@ -17,15 +18,15 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..adapters.asgi_http import ASGIHTTPHandler, asgi2_to_asgi3
 from ..adapters.lifespan import Lifespan
 from ..config import Config
-from ..logs import AccessLogger, configure_logging
+from ..logs import AccessLogger, reopen_log_files
 from .app_loader import load_app
 from .http11 import HTTP11Transport
-from .listeners import create_socket, describe, specs_from_config
+from .listeners import create_socket, describe, inherited_sockets, specs_from_config
 from .proxy import ProxyTrust
 from .state import Handler, ServerState
 from .tls import create_ssl_context
@@ -51,13 +52,35 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+class Link(Protocol):
+    """How a supervised worker talks to its master (see supervisor/child.py)."""
+
+    tick_interval: float
+
+    def ready(self, worker: Worker) -> None:
+        """The worker listens and its app has started: it can take traffic."""
+
+    def tick(self, worker: Worker) -> None:
+        """Called from the event loop every ``tick_interval``: the heartbeat."""
+
+    def stopping(self, worker: Worker) -> None:
+        """The worker has begun to stop."""
+
+
 class Worker:
     """Serves one app on a set of listening sockets until told to stop."""
 
-    def __init__(self, config: Config, app: Any = None, sockets: list[socket.socket] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        app: Any = None,
+        sockets: list[socket.socket] | None = None,
+        link: Link | None = None,
+    ) -> None:
         self.config = config
         self.app_arg = app
         self.sockets = sockets
+        self.link = link
         self.state: ServerState | None = None
         self.lifespan: Lifespan | None = None
         self._servers: list[asyncio.AbstractServer] = []
@@ -105,6 +128,8 @@ class Worker:
             log.info("Serving %s app %s", interface.upper(), config.app or "monoceros.demo:app")
             self._install_signals(loop)
             self._tick()
+            if self.link is not None:
+                self.link.ready(self)
             await self._stop.wait()
             await self._shutdown()
         finally:
@@ -130,6 +155,9 @@ class Worker:
         return ASGIHTTPHandler(app, self.config, self.lifespan.state)
 
     def _bind(self) -> list[socket.socket]:
+        inherited = inherited_sockets()  # systemd socket activation
+        if inherited:
+            return inherited
         sockets: list[socket.socket] = []
         try:
             for spec in specs_from_config(self.config):
@@ -141,12 +169,17 @@ class Worker:
         return sockets
 
     def _tick(self) -> None:
-        """Once a second: refresh the cached Date header."""
+        """Once a second (more often under a supervisor with a short timeout): refresh the cached Date
+        header, and send the master a heartbeat. Being a loop callback, the heartbeat stops when the loop
+        is blocked, which is what the master's timeout detects."""
         assert self.state is not None
         self.state.refresh_date()
         loop = self.state.loop
-        now = loop.time()
-        self._ticker = loop.call_at(int(now) + 1.0, self._tick)
+        if self.link is not None:
+            self.link.tick(self)
+            self._ticker = loop.call_later(self.link.tick_interval, self._tick)
+        else:
+            self._ticker = loop.call_at(int(loop.time()) + 1.0, self._tick)
 
     # -- stopping ----------------------------------------------------------------------------------------
 
@@ -158,27 +191,50 @@ class Worker:
             self._force = True
         self._stop.set()
 
+    # Alone, TERM and INT both stop gracefully and a second one stops at once (Ctrl+C twice).
+    # Under a supervisor, as in gunicorn: TERM is graceful, INT and QUIT are immediate.
+    def _signal_table(self) -> dict[signal.Signals, Callable[[signal.Signals], None]]:
+        table: dict[signal.Signals, Callable[[signal.Signals], None]] = {
+            signal.SIGTERM: self._on_stop_signal,
+            signal.SIGUSR1: self._on_reopen_signal,
+        }
+        if self.link is None:
+            table[signal.SIGINT] = self._on_stop_signal
+        else:
+            table[signal.SIGINT] = table[signal.SIGQUIT] = self._on_fast_stop_signal
+        return table
+
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         if sys.platform == "win32":
             return
-        loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
-        loop.add_signal_handler(signal.SIGINT, self._on_signal, signal.SIGINT)
+        for sig, handler in self._signal_table().items():
+            loop.add_signal_handler(sig, handler, sig)
 
     def _remove_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         if sys.platform == "win32":
             return
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in self._signal_table():
             loop.remove_signal_handler(sig)
 
-    def _on_signal(self, sig: signal.Signals) -> None:
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
         already = self._stop is not None and self._stop.is_set()
         log.info("Received %s: %s", sig.name, "stopping now" if already else "shutting down gracefully")
         self.stop(graceful=True)
+
+    def _on_fast_stop_signal(self, sig: signal.Signals) -> None:
+        log.info("Received %s: stopping now", sig.name)
+        self.stop(graceful=False)
+
+    def _on_reopen_signal(self, sig: signal.Signals) -> None:
+        log.info("Received %s: reopening log files", sig.name)
+        reopen_log_files()
 
     async def _shutdown(self) -> None:
         state = self.state
         assert state is not None
         state.shutting_down = True
+        if self.link is not None:
+            self.link.stopping(self)
         for server in self._servers:
             server.close()
         for conn in list(state.connections):
@@ -212,9 +268,3 @@ async def _cancel_remaining() -> None:
         task.cancel()
     if tasks:
         await asyncio.wait(tasks, timeout=1.0)
-
-
-def serve(config: Config, app: Any = None) -> None:
-    """Run the server in this process until SIGTERM or SIGINT."""
-    configure_logging(config)
-    Worker(config, app).run()
