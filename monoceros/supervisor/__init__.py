@@ -1,0 +1,1 @@
+"""The supervisor: a master process that forks workers, watches them and replaces them."""

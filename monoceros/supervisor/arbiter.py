@@ -1,0 +1,480 @@
+"""The master process: binds once, forks the workers, watches them and replaces them.
+
+Theory of operation
+-------------------
+Signal handlers only queue the signal (and ``signal.set_wakeup_fd`` wakes the
+loop). The loop in :meth:`Arbiter.run` then, every tick: dispatches queued signals
+from :data:`SIGNAL_TABLE`, reaps children with ``waitpid(-1, WNOHANG)``, reads
+every worker's heartbeat slot, and brings the set of workers back to what it
+should be.
+
+The one rule behind reloads, recycling and scaling: the master keeps ``num_workers``
+*active* workers (not retiring). A worker to be replaced is marked retiring, which
+makes the count short, so a replacement is forked at once; the retiring worker gets
+SIGTERM only once enough active workers are ready. So a HUP, a max-requests recycle
+or a memory recycle never leaves fewer ready workers than before, and a replacement
+that cannot boot leaves the old worker serving.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .. import exitcodes
+from ..config import Config
+from ..errors import AppLoadError, ConfigError
+from ..logs import configure_logging, reopen_log_files
+from ..server.app_loader import load_app
+from ..server.listeners import create_socket, inherited_sockets, specs_from_config
+from .board import Board
+from .child import run_worker
+from .health import WorkerInfo, became_ready, describe_exit, escalation, heartbeat_overdue, recycle_reason
+from .modules import ModuleSnapshot
+from .pidfile import Pidfile
+from .process import daemonize, resolve_user, set_title
+from .systemd import Notifier
+
+log = logging.getLogger("monoceros.error")
+
+TICK = 0.1  # seconds between checks when no signal wakes the loop
+MAX_BACKOFF = 10.0  # longest wait before forking again after workers died while booting
+
+SIGNALS = (
+    signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN, signal.SIGTTOU,
+    signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCHLD,
+)  # fmt: skip
+
+
+class Arbiter:
+    """The supervisor. ``run()`` returns the exit code."""
+
+    def __init__(self, config: Config, app: Any = None, reload_config: Callable[[], Config] | None = None) -> None:
+        self.config = config
+        self.app_arg = app
+        self.reload_config = reload_config
+        self.num_workers = config.workers
+        self.workers: dict[int, WorkerInfo] = {}
+        self.sockets: list[socket.socket] = []
+        self.board = Board()
+        self.pid = os.getpid()
+        self.uid: int | None = None
+        self.gid: int | None = None
+        self.generation = 0
+        self.exit_code = exitcodes.OK
+        self._app: Any = None
+        self._ages = 0
+        self._signals: deque[int] = deque()
+        self._wake_r = self._wake_w = -1
+        self._stopping_since: float | None = None
+        self._announced = False
+        self._reload_started: float | None = None
+        self._failures = 0
+        self._next_spawn = 0.0
+        self._reexec_pid = 0
+        self._start_cwd = os.getcwd()
+        self._pidfile: Pidfile | None = None
+        self._notifier = Notifier()
+        self._modules = ModuleSnapshot()
+        self._reloader: Any = None
+        self._paused = False  # --reload after a failed first boot: fork nothing until a file changes
+        self._changed = ""
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        config = self.config
+        if config.daemon:
+            daemonize()
+            self.pid = os.getpid()
+        os.umask(config.umask)
+        if config.chdir:
+            os.chdir(config.chdir)
+        try:
+            self._setup()
+            self._loop()
+        finally:
+            self._teardown()
+        return self.exit_code
+
+    def _setup(self) -> None:
+        config = self.config
+        set_title(f"monoceros: master [{config.name or config.app or 'demo'}]")
+        if config.pid:
+            self._pidfile = Pidfile(config.pid)
+            self._pidfile.create(self.pid)
+        if config.on_starting is not None:
+            config.on_starting(self)
+        self.uid, self.gid = resolve_user(config.user, config.group)
+        self.sockets = inherited_sockets() or self._bind()
+        if config.preload:
+            self._app = self._load_app(config)
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wake_w)
+        for sig in SIGNALS:
+            signal.signal(sig, self._queue_signal)
+        if config.reload:
+            from .reloader import Reloader
+
+            self._reloader = Reloader(config, self._on_files_changed)
+            self._reloader.start()
+        log.info("Master %d: starting %d worker(s)", self.pid, self.num_workers)
+
+    def _bind(self) -> list[socket.socket]:
+        sockets: list[socket.socket] = []
+        try:
+            for spec in specs_from_config(self.config):
+                if spec.kind == "tcp" and self.config.reuse_port:
+                    continue  # each worker binds its own; a listening socket in the master would steal a share
+                sock = create_socket(spec, self.config)
+                if spec.kind == "unix" and (self.uid is not None or self.gid is not None):
+                    os.chown(spec.path, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
+                sockets.append(sock)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        return sockets
+
+    def _load_app(self, config: Config) -> Any:
+        app, _interface = load_app(config, self.app_arg)
+        return app
+
+    def _teardown(self) -> None:
+        if self._reloader is not None:
+            self._reloader.stop()
+        self._notifier.stopping()
+        for sock in self.sockets:
+            sock.close()
+        if self.config.on_exit is not None:
+            self.config.on_exit(self)
+        if self._pidfile is not None:
+            self._pidfile.unlink(self.pid)
+        signal.set_wakeup_fd(-1)
+        log.info("Master %d: exiting (code %d)", self.pid, self.exit_code)
+
+    def forget_in_child(self) -> None:
+        """In a freshly forked worker: drop what belongs to the master alone."""
+        signal.set_wakeup_fd(-1)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        self._signals.clear()
+
+    # -- the loop ------------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                select.select([self._wake_r], [], [], TICK)
+            except InterruptedError:
+                pass
+            self._drain_wakeups()
+            while self._signals:
+                sig = self._signals.popleft()
+                handler = SIGNAL_TABLE.get(sig)
+                if handler is not None:
+                    handler(self)
+            self._reap()
+            now = time.monotonic()
+            if self._stopping_since is not None:
+                if not self.workers:
+                    return
+                self._escalate(now)
+                continue
+            self._check(now)
+            self._maintain(now)
+
+    def _queue_signal(self, signum: int, frame: Any) -> None:
+        self._signals.append(signum)
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _wake(self) -> None:
+        """Wake the loop from another thread (the reloader)."""
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass
+
+    # -- workers -------------------------------------------------------------------------------------------
+
+    def _spawn(self, now: float) -> None:
+        self._ages += 1
+        info = WorkerInfo.new(self.config, self._ages, self.board.allocate(), self.generation, now)
+        if self.config.pre_fork is not None:
+            self.config.pre_fork(self, info)
+        app = self._app if self._app is not None else self.app_arg
+        pid = os.fork()
+        if pid == 0:
+            run_worker(self, info, app)  # never returns
+        info.pid = pid
+        self.workers[pid] = info
+        log.info("Booting worker %d (pid %d)", info.age, pid)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self._reexec_pid:
+                self._reexec_pid = 0
+                text, _ = describe_exit(status)
+                log.warning("The re-executed master (pid %d) %s", pid, text)
+                if self._pidfile is not None and self.config.pid:
+                    self._pidfile.rename(self.config.pid)
+                continue
+            info = self.workers.pop(pid, None)
+            if info is None:
+                continue
+            self.board.release(info.slot)
+            self._on_exit(info, status)
+
+    def _on_exit(self, info: WorkerInfo, status: int) -> None:
+        text, code = describe_exit(status)
+        expected = (info.retiring or self._stopping_since is not None) and code == exitcodes.OK
+        (log.info if expected else log.error)("Worker %d (pid %d) %s", info.age, info.pid, text)
+        if self.config.worker_exit is not None:
+            self.config.worker_exit(self, info)
+        if info.ready or self._stopping_since is not None:
+            return  # a ready worker is replaced at once by _maintain
+        if code in (exitcodes.APP_LOAD_ERROR, exitcodes.BOOT_ERROR):
+            self._boot_failed(info, code)
+        else:
+            self._failures += 1
+            delay = min(MAX_BACKOFF, 0.1 * 2**self._failures)
+            self._next_spawn = time.monotonic() + delay
+            log.warning("Worker died while booting; next attempt in %.1f s", delay)
+
+    def _boot_failed(self, info: WorkerInfo, code: int) -> None:
+        """A worker could not load the app or boot. Restarting will not fix it: stop or roll back."""
+        what = "load the app" if code == exitcodes.APP_LOAD_ERROR else "boot"
+        serving = [w for w in self.workers.values() if w.ready]
+        if serving or self.config.reload:
+            # A reload that cannot boot: keep the workers that serve the previous version.
+            for w in self.workers.values():
+                if w.generation == info.generation and not w.ready:
+                    self._signal(w, signal.SIGKILL)
+                w.retiring = "" if w.ready else w.retiring
+            self.generation += 1  # abandon the failed generation
+            self._reload_started = None
+            still = "watching for the next change" if self.config.reload else "send HUP to try again"
+            log.error("Reload failed: a new worker could not %s (exit code %d); %s", what, code, still)
+            if not serving:
+                self._paused = True  # nothing to roll back to: wait for the next change
+            return
+        log.error("A worker could not %s (exit code %d): stopping", what, code)
+        self.exit_code = code
+        self.stop(graceful=False)
+
+    def _check(self, now: float) -> None:
+        config = self.config
+        for info in list(self.workers.values()):
+            slot = self.board.read(info.slot)
+            if became_ready(info, slot):
+                info.ready = True
+                self._failures = 0
+                log.info("Worker %d (pid %d) is ready", info.age, info.pid)
+            silent = heartbeat_overdue(info, slot, config, now)
+            if silent is not None:
+                log.error(
+                    "Worker %d (pid %d) timed out: no heartbeat for %.1f s; sending SIGABRT (its traceback "
+                    "follows), then SIGKILL",
+                    info.age, info.pid, silent,
+                )  # fmt: skip
+                info.abort_sent = now
+                self._signal(info, signal.SIGABRT)
+            reason = recycle_reason(info, slot, now)
+            if reason:
+                log.info("Recycling worker %d (pid %d): it %s", info.age, info.pid, reason)
+                info.retiring = reason
+        self._escalate(now)
+        self._announce()
+
+    def _escalate(self, now: float) -> None:
+        for info in self.workers.values():
+            sig = escalation(info, self.config, now)
+            if sig is not None:
+                log.error("Worker %d (pid %d) did not stop: sending %s", info.age, info.pid, sig.name)
+                self._signal(info, sig)
+                info.kill_sent = True
+
+    def _maintain(self, now: float) -> None:
+        active = [w for w in self.workers.values() if not w.retiring and w.generation == self.generation]
+        for stale in (w for w in self.workers.values() if w.generation != self.generation and not w.retiring):
+            stale.retiring = "reloaded"
+        if len(active) > self.num_workers:  # TTOU, WINCH: retire the oldest
+            for info in sorted(active, key=lambda w: w.age)[: len(active) - self.num_workers]:
+                info.retiring = "scaled down"
+            active = [w for w in active if not w.retiring]
+        if len(active) < self.num_workers and now >= self._next_spawn and not self._paused:
+            for _ in range(self.num_workers - len(active)):
+                self._spawn(now)
+        ready = sum(1 for w in active if w.ready)
+        for info in self.workers.values():
+            replaced = ready >= self.num_workers or info.retiring == "scaled down"
+            if info.retiring and info.stop_sent is None and replaced:
+                info.stop_sent = now
+                self._signal(info, signal.SIGTERM)
+
+    def _announce(self) -> None:
+        """Say "ready" once every worker of the current generation is up: first boot, then each reload."""
+        current = [w for w in self.workers.values() if w.generation == self.generation and not w.retiring]
+        if len(current) < self.num_workers or not all(w.ready for w in current):
+            return
+        if not self._announced:
+            self._announced = True
+            log.info("Ready: %d worker(s) serving", len(current))
+            if self.config.when_ready is not None:
+                self.config.when_ready(self)
+            self._notifier.ready(f"{len(current)} workers serving")
+        elif self._reload_started is not None:
+            elapsed = (time.monotonic() - self._reload_started) * 1000
+            self._reload_started = None
+            log.info("Reloaded in %.0f ms: %d worker(s) serving", elapsed, len(current))
+            self._notifier.ready(f"reloaded; {len(current)} workers serving")
+
+    def _signal(self, info: WorkerInfo, sig: signal.Signals) -> None:
+        try:
+            os.kill(info.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    # -- actions (the signal table's targets) --------------------------------------------------------------
+
+    def stop(self, graceful: bool = True) -> None:
+        """TERM: graceful; INT and QUIT: at once. The master exits when every worker has."""
+        first = self._stopping_since is None
+        if first:
+            self._stopping_since = time.monotonic()
+            self._notifier.stopping()
+            for sock in self.sockets:
+                sock.close()  # the workers' copies go with them; then new connections are refused
+            self.sockets = []
+        log.info("Stopping %s", "gracefully" if graceful else "now")
+        sig = signal.SIGTERM if graceful else signal.SIGQUIT
+        now = time.monotonic()
+        for info in self.workers.values():
+            if info.stop_sent is None or not graceful:
+                info.stop_sent = info.stop_sent or now
+                self._signal(info, sig)
+
+    def reload(self, reason: str = "SIGHUP") -> None:
+        """Zero-downtime reload: re-read the config, start a new generation, retire the old once it is up."""
+        log.info("Reloading (%s)", reason)
+        self._notifier.reloading()
+        config = self.config
+        if self.reload_config is not None:
+            try:
+                config = self.reload_config()
+            except ConfigError as exc:
+                log.error("Reload aborted: %s", exc)
+                return
+            configure_logging(config)
+        if config.on_reload is not None:
+            config.on_reload(self)
+        if config.preload:
+            self._modules.forget_new()
+            try:
+                self._app = self._load_app(config)
+            except AppLoadError as exc:
+                log.error("Reload aborted: the app does not load: %s", exc, exc_info=exc.__cause__)
+                return
+        self.config = config
+        self.num_workers = config.workers
+        self._paused = False
+        self._next_spawn = 0.0
+        self.generation += 1
+        self._reload_started = time.monotonic()
+
+    def _on_files_changed(self, changes: list[str]) -> None:
+        """From the reloader thread: queue a reload and wake the loop."""
+        shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+        self._changed = shown
+        self._signals.append(-1)
+        self._wake()
+
+    def _dev_reload(self) -> None:
+        self.reload(f"changed: {self._changed}")
+
+    def scale(self, delta: int) -> None:
+        self.num_workers = max(1 if delta < 0 else 0, self.num_workers + delta)
+        log.info("Scaling to %d worker(s)", self.num_workers)
+
+    def reopen_logs(self) -> None:
+        reopen_log_files()
+        for info in self.workers.values():
+            self._signal(info, signal.SIGUSR1)
+
+    def reexec(self) -> None:
+        """USR2: start a new master from the installed code, handing it the listeners (LISTEN_FDS).
+        This master keeps running (renaming its pid file to .oldbin) until the operator stops it."""
+        if self._reexec_pid:
+            log.warning("A re-executed master (pid %d) is already running", self._reexec_pid)
+            return
+        if self._pidfile is not None:
+            self._pidfile.rename(self._pidfile.path + ".oldbin")
+        fds = [sock.fileno() for sock in self.sockets]
+        pid = os.fork()
+        if pid == 0:
+            _exec_new_master(fds, self._start_cwd)
+        self._reexec_pid = pid
+        log.info("Re-executing: new master pid %d inherits %d listener(s)", pid, len(fds))
+
+    def winch(self) -> None:
+        if self.config.daemon:
+            log.info("SIGWINCH: stopping the workers gracefully")
+            self.num_workers = 0
+        # In a terminal, WINCH only means the window was resized.
+
+
+def _exec_new_master(fds: list[int], cwd: str) -> None:
+    """In the forked child: put the listeners at fd 3.. and exec a fresh monoceros with the same argv."""
+    try:
+        signal.set_wakeup_fd(-1)
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in fds]
+        for index, fd in enumerate(high):
+            os.dup2(fd, 3 + index, inheritable=True)
+            os.close(fd)
+        env = dict(os.environ)
+        env.update(LISTEN_FDS=str(len(fds)), LISTEN_PID=str(os.getpid()))
+        os.chdir(cwd)
+        os.execve(sys.executable, [sys.executable, "-m", "monoceros", *sys.argv[1:]], env)
+    except OSError as exc:
+        os.write(2, f"monoceros: re-exec failed: {os.strerror(exc.errno or errno.EIO)}\n".encode())
+    finally:
+        os._exit(exitcodes.BOOT_ERROR)
+
+
+SIGNAL_TABLE: dict[int, Callable[[Arbiter], None]] = {
+    signal.SIGHUP: lambda a: a.reload(),
+    signal.SIGTERM: lambda a: a.stop(graceful=True),
+    signal.SIGINT: lambda a: a.stop(graceful=False),
+    signal.SIGQUIT: lambda a: a.stop(graceful=False),
+    signal.SIGTTIN: lambda a: a.scale(+1),
+    signal.SIGTTOU: lambda a: a.scale(-1),
+    signal.SIGUSR1: Arbiter.reopen_logs,
+    signal.SIGUSR2: Arbiter.reexec,
+    signal.SIGWINCH: Arbiter.winch,
+    signal.SIGCHLD: lambda a: None,  # reaping happens on every tick
+    -1: Arbiter._dev_reload,  # queued by the file watcher, not a real signal
+}
