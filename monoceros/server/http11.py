@@ -37,6 +37,7 @@ log = logging.getLogger("monoceros.error")
 READ_HIGH_WATER = 65536  # unread request body held per exchange before reading pauses
 PIPELINE_HIGH_WATER = 64  # events parsed ahead of the current exchange before reading pauses
 LINGER_SECONDS = 2.0  # after a final error response, how long to drain the client before closing
+SHUTDOWN_IDLE = 0.5  # on a graceful stop, how long an idle keep-alive connection may still bring a request
 
 _NONE, _HEADER, _KEEPALIVE, _LINGER = 0, 1, 2, 3
 _INF = float("inf")
@@ -84,9 +85,9 @@ class HTTP11Transport(asyncio.Protocol):
             self.server = (sock, None)
         if self.scheme == "https":
             self.extensions = {"tls": _tls_extension(self.transport)}
-        if len(state.connections) > state.limit_concurrency or state.shutting_down:
+        if len(state.connections) > state.limit_concurrency:
             # Past the per-worker connection limit: a quick, explicit 503 beats a silent queue.
-            self._send_error(503, "the server is at its connection limit" if not state.shutting_down else "")
+            self._send_error(503, "the server is at its connection limit")
             return
         self._set_deadline(_HEADER, state.header_timeout)
 
@@ -231,9 +232,14 @@ class HTTP11Transport(asyncio.Protocol):
         return self.exchange is not None
 
     def shutdown(self) -> None:
-        """Graceful stop: close now if idle, else once the current response completes."""
-        if self.exchange is None and not self.lost:
-            self._close()
+        """Graceful stop. A busy connection closes once its response is complete (which says
+        ``Connection: close``). An idle keep-alive connection gets ``SHUTDOWN_IDLE`` seconds first:
+        closing it at once races a request the client may be sending right now, which the client would
+        see as a failure; a request that arrives in time is answered, with ``Connection: close``."""
+        if self.exchange is None and not self.lost and not self._closing:
+            if self._pending or self.h11.request_in_progress:
+                return  # a request is arriving: it is served, then the connection closes
+            self._set_deadline(_KEEPALIVE, min(SHUTDOWN_IDLE, self.state.keep_alive))
 
     # -- flow control ------------------------------------------------------------------------------------
 

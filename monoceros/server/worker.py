@@ -244,7 +244,8 @@ class Worker:
         in_flight = state.in_flight()
         if in_flight:
             log.info("Waiting for %d in-flight request(s) to finish", in_flight)
-        while state.in_flight() and loop.time() < deadline and not self._force:
+        # Every connection closes by itself: busy ones after their response, idle ones after a short grace.
+        while state.connections and loop.time() < deadline and not self._force:
             await asyncio.sleep(DRAIN_POLL)
         left = state.in_flight()
         if left:
