@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else exitcodes.USAGE
     options = vars(namespace)
     cli = {name: value for name, value in options.items() if not name.startswith("_") and value is not None}
+
     def reload_config() -> Config:
         return load_config(cli=cli, config_file=options.get("_config"))
 
@@ -195,9 +196,7 @@ def report_error(exc: BaseException) -> int:
     if isinstance(exc, ConfigError):
         return _fail("configuration error", exc, exitcodes.USAGE)
     if isinstance(exc, AppLoadError):
-        return _fail(
-            "cannot load the app", exc, exitcodes.APP_LOAD_ERROR, user_traceback=isinstance(exc, ModuleRaised)
-        )
+        return _fail("cannot load the app", exc, exitcodes.APP_LOAD_ERROR, user_traceback=isinstance(exc, ModuleRaised))
     if isinstance(exc, LifespanError):
         return _fail("lifespan failed", exc, exitcodes.BOOT_ERROR, user_traceback=True)
     if isinstance(exc, BindError):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -276,7 +275,7 @@ def test_python_file_hooks_are_functions_and_typos_are_caught(tmp_path: Path) ->
     config = load(tmp_path, config_file=path)
     assert config.on_starting is not None and config.on_starting(None) == "started"
     path = write(tmp_path / "conf2.py", "def on_startng(server):\n    pass\n")
-    with pytest.raises(ConfigError, match="unknown setting 'on_startng' in config file .*did you mean 'on_starting'"):
+    with pytest.raises(ConfigError, match=r"unknown setting 'on_startng' in config file .*did you mean 'on_starting'"):
         load(tmp_path, config_file=path)
     path = write(tmp_path / "conf3.py", "when_ready = 42\n")
     with pytest.raises(ConfigError, match="setting 'when_ready'"):
@@ -288,7 +287,7 @@ def test_hooks_from_strings_and_web_concurrency(tmp_path: Path) -> None:
     assert config.on_exit is os.path.join
     assert config.workers == 3
     assert load(tmp_path, env={"WEB_CONCURRENCY": "3"}, cli={"workers": "5"}).workers == 5
-    with pytest.raises(ConfigError, match="MONOCEROS_ON_EXIT.*'on_exit'.*importable"):
+    with pytest.raises(ConfigError, match=r"MONOCEROS_ON_EXIT.*'on_exit'.*importable"):
         load(tmp_path, env={"MONOCEROS_ON_EXIT": "no_such_module_x:f"})
 
 

@@ -99,8 +99,6 @@ def _networks(value: list[str]) -> list[str]:
     return value
 
 
-
-
 def _hook(value: Any) -> Any:
     if not callable(value):
         raise ValueError("must be a callable")

@@ -326,5 +326,3 @@ class ServerSettings:
         metavar="FILE",
         help="A logging.config.dictConfig file (JSON or TOML), or a fileConfig .ini file.",
     )
-
-
