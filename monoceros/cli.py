@@ -208,7 +208,11 @@ def _fail(what: str, exc: BaseException, code: int, *, user_traceback: bool = Fa
     """Print one paragraph to stderr; for errors raised by the user's code, their traceback first."""
     cause = exc.__cause__
     if user_traceback and cause is not None:
-        traceback.print_exception(type(cause), cause, _user_frames(cause.__traceback__), file=sys.stderr)
+        if isinstance(cause, SyntaxError):
+            # The file, the line and a caret say it all; the frames would only be importlib's.
+            sys.stderr.write("".join(traceback.format_exception_only(type(cause), cause)))
+        else:
+            traceback.print_exception(type(cause), cause, _user_frames(cause.__traceback__), file=sys.stderr)
     print(f"monoceros: {what}: {exc}", file=sys.stderr)
     return code
 

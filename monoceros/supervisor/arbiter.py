@@ -251,40 +251,58 @@ class Arbiter:
 
     def _on_exit(self, info: WorkerInfo, status: int) -> None:
         text, code = describe_exit(status)
-        expected = (info.retiring or self._stopping_since is not None) and code == exitcodes.OK
-        (log.info if expected else log.error)("Worker %d (pid %d) %s", info.age, info.pid, text)
+        if info.abandoned:
+            log.info("Worker %d (pid %d) of the generation that could not boot is stopped", info.age, info.pid)
+        else:
+            expected = (info.retiring or self._stopping_since is not None) and code == exitcodes.OK
+            (log.info if expected else log.error)("Worker %d (pid %d) %s", info.age, info.pid, text)
         if self.config.worker_exit is not None:
             self.config.worker_exit(self, info)
-        if info.ready or self._stopping_since is not None:
+        if info.ready or info.abandoned or self._stopping_since is not None:
             return  # a ready worker is replaced at once by _maintain
         if code in (exitcodes.APP_LOAD_ERROR, exitcodes.BOOT_ERROR):
             self._boot_failed(info, code)
         else:
-            self._failures += 1
-            delay = min(MAX_BACKOFF, 0.1 * 2**self._failures)
-            self._next_spawn = time.monotonic() + delay
-            log.warning("Worker died while booting; next attempt in %.1f s", delay)
+            log.warning("Worker died while booting; next attempt in %.1f s", self._backoff())
 
     def _boot_failed(self, info: WorkerInfo, code: int) -> None:
-        """A worker could not load the app or boot. Restarting will not fix it: stop or roll back."""
+        """A worker could not load the app or boot. Forking the same code at once will not fix it."""
         what = "load the app" if code == exitcodes.APP_LOAD_ERROR else "boot"
-        serving = [w for w in self.workers.values() if w.ready]
-        if serving or self.config.reload:
-            # A reload that cannot boot: keep the workers that serve the previous version.
-            for w in self.workers.values():
-                if w.generation == info.generation and not w.ready:
-                    self._signal(w, signal.SIGKILL)
-                w.retiring = "" if w.ready else w.retiring
-            self.generation += 1  # abandon the failed generation
-            self._reload_started = None
-            still = "watching for the next change" if self.config.reload else "send HUP to try again"
-            log.error("Reload failed: a new worker could not %s (exit code %d); %s", what, code, still)
-            if not serving:
-                self._paused = True  # nothing to roll back to: wait for the next change
+        serving = [w for w in self.workers.values() if w.ready and w.stop_sent is None]
+        if not serving and not self.config.reload:
+            log.error("A worker could not %s (exit code %d): stopping", what, code)
+            self.exit_code = code
+            self.stop(graceful=False)
             return
-        log.error("A worker could not %s (exit code %d): stopping", what, code)
-        self.exit_code = code
-        self.stop(graceful=False)
+        # Roll back: the generation that cannot boot goes, the workers that serve stay and become current
+        # (left in an older generation, _maintain would retire them and fork the broken code again).
+        for w in self.workers.values():
+            if not w.ready:
+                w.abandoned = True
+                self._signal(w, signal.SIGKILL)
+        self.generation += 1
+        for w in serving:
+            w.generation, w.retiring = self.generation, ""
+        self._reload_started = None
+        if self.config.reload:
+            self._paused = True  # fork again when a file changes
+            log.error("Reload failed: a worker could not %s (exit code %d); watching for the next change", what, code)
+        else:
+            # Too few workers may be left (one died meanwhile): retry, but slower and slower, in case the cause
+            # is outside the code (a database down during lifespan startup); HUP retries at once.
+            delay = self._backoff()
+            log.error(
+                "Reload failed: a worker could not %s (exit code %d); %d worker(s) keep serving the previous "
+                "version; retrying in %.1f s or on HUP",
+                what, code, len(serving), delay,
+            )  # fmt: skip
+
+    def _backoff(self) -> float:
+        """Delay the next fork after a failure: 0.2 s, doubling up to MAX_BACKOFF."""
+        self._failures += 1
+        delay: float = min(MAX_BACKOFF, 0.1 * 2.0**self._failures)
+        self._next_spawn = time.monotonic() + delay
+        return delay
 
     def _check(self, now: float) -> None:
         config = self.config

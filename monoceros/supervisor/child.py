@@ -47,11 +47,14 @@ class BoardLink:
         self._state = 0
 
     def ready(self, worker: Worker) -> None:
-        self._state = READY
-        self.tick(worker)
+        # The hook runs before the master can see READY, so that when_ready comes after every worker's
+        # post_worker_init (the master polls the board, so the other order was a race), and a worker
+        # whose hook raises is never counted as ready.
         hook = worker.config.post_worker_init
         if hook is not None:
             hook(worker)
+        self._state = READY
+        self.tick(worker)
 
     def tick(self, worker: Worker) -> None:
         served = worker.state.requests_served if worker.state is not None else 0

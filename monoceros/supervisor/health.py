@@ -34,6 +34,7 @@ class WorkerInfo:
     stop_sent: float | None = None
     abort_sent: float | None = None
     kill_sent: bool = False
+    abandoned: bool = False  # of a generation that could not boot; killed on purpose
     max_requests: int = 0  # this worker's limits, jitter included; 0 means none
     max_lifetime: float = 0.0
     max_memory: int = 0  # bytes
