@@ -26,6 +26,7 @@ from pathlib import Path
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 READY_TEXT = "Serving "  # the worker logs "Serving ASGI3 app ..." once every listener is up
+MASTER_READY_TEXT = "Ready: "  # a supervising master logs "Ready: N worker(s) serving" once all are up
 READY_TIMEOUT = 10.0
 
 
@@ -38,6 +39,12 @@ class ServerProcess:
 
     ``listen`` is ``"fd"`` (default: a fresh 127.0.0.1 socket passed with ``--fd``), ``"uds"`` (a unix
     socket in a short temporary directory), or ``None`` when ``args`` already say where to listen.
+
+    ``ready_text`` is the log line that means "serving": :data:`READY_TEXT` for one process,
+    :data:`MASTER_READY_TEXT` to wait until a supervising master has every worker up. With
+    ``new_session`` the server leads its own session and process group, and :meth:`kill` kills the whole
+    group, so workers (or a re-executed master) never outlive a test whose master died or was killed.
+    ``launcher`` is a command prefix that ends by exec'ing the rest (to set up fds or the environment).
     """
 
     def __init__(
@@ -51,9 +58,15 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         scheme: str = "http",
         pass_fds: Sequence[int] = (),
+        ready_text: str = READY_TEXT,
+        new_session: bool = False,
+        launcher: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.pass_fds = tuple(pass_fds)
+        self.ready_text = ready_text
+        self.new_session = new_session
+        self.launcher = list(launcher)
         self.args = list(args)
         self.workdir = workdir
         self.record_dir = workdir / "record"
@@ -73,7 +86,7 @@ class ServerProcess:
     # -- starting ----------------------------------------------------------------------------------------
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "monoceros"]
+        cmd = [*self.launcher, sys.executable, "-m", "monoceros"]
         if self.app_dir is not None:
             cmd += ["--app-dir", str(self.app_dir)]
         cmd += self.args
@@ -111,6 +124,7 @@ class ServerProcess:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 pass_fds=pass_fds,
+                start_new_session=self.new_session,
             )
         finally:
             if listener is not None:
@@ -132,9 +146,9 @@ class ServerProcess:
                 self._chunks.append(chunk)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Wait for the "Serving" log line; fail with the output if the process exits or hangs first."""
+        """Wait for the ready log line; fail with the output if the process exits or hangs first."""
         deadline = time.monotonic() + timeout
-        while READY_TEXT not in self.output():
+        while self.ready_text not in self.output():
             if self.proc.poll() is not None:
                 self._join_reader()
                 raise ServerExited(f"server exited with {self.proc.returncode} before serving:\n{self.output()}")
@@ -242,9 +256,15 @@ class ServerProcess:
         return code
 
     def kill(self) -> None:
-        """SIGKILL the process if it still runs and reap it. Safe to call any number of times."""
+        """SIGKILL the process if it still runs and reap it. Safe to call any number of times.
+        With ``new_session``, everything left in its process group is killed too."""
         if self.proc is None:
             return
+        if self.new_session:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its group id is its pid: it leads the group
+            except ProcessLookupError:
+                pass  # the group is empty
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
@@ -303,9 +323,13 @@ class ServerFactory:
         wait: bool = True,
         sources: dict[str, str] | None = None,
         pass_fds: Sequence[int] = (),
+        ready_text: str = READY_TEXT,
+        new_session: bool = False,
+        launcher: Sequence[str] = (),
     ) -> ServerProcess:
         """Start ``app`` with extra CLI ``args``; ``sources`` are app modules to write first (then the
-        app directory is the one they are written to, unless ``app_dir`` says otherwise)."""
+        app directory is the one they are written to, unless ``app_dir`` says otherwise). The other
+        keywords are :class:`ServerProcess`'s."""
         workdir = self.base / f"server{len(self.servers)}"
         workdir.mkdir(parents=True)
         if sources:
@@ -316,7 +340,17 @@ class ServerFactory:
             if app_dir is APPS_DIR:
                 app_dir = written
         server = ServerProcess(
-            app, args, workdir=workdir, app_dir=app_dir, listen=listen, env=env, scheme=scheme, pass_fds=pass_fds
+            app,
+            args,
+            workdir=workdir,
+            app_dir=app_dir,
+            listen=listen,
+            env=env,
+            scheme=scheme,
+            pass_fds=pass_fds,
+            ready_text=ready_text,
+            new_session=new_session,
+            launcher=launcher,
         )
         self.servers.append(server)
         return server.start(wait=wait)
