@@ -420,6 +420,7 @@ class Server:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.uds = str(workdir / "wsgi.sock")
+        self.inline = "inline" in args  # --wsgi-mode inline: the app runs on the loop thread
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "server.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MONOCEROS_")}
@@ -481,9 +482,10 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("records")
 
 
-@pytest.fixture(scope="module")
-def server(records: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from start_server(records, tmp_path_factory, "--threads", "4")
+@pytest.fixture(scope="module", params=["threads", "inline"])
+def server(records: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """Every server-backed test runs in both WSGI modes: on the pool, and inline on the loop thread."""
+    yield from start_server(records, tmp_path_factory, "--threads", "4", "--wsgi-mode", request.param)
 
 
 @pytest.fixture(scope="module")
@@ -595,7 +597,7 @@ def test_environ_keys_and_values(server: Server) -> None:
     assert env["wsgi.run_once"] is False
     assert env["wsgi.input_terminated"] is True
     assert env["has_file_wrapper"] is True
-    assert env["thread"].startswith("monoceros-wsgi")
+    assert env["thread"] == "MainThread" if server.inline else env["thread"].startswith("monoceros-wsgi")
 
 
 def test_get_has_no_content_headers(client: httpx.Client) -> None:
@@ -653,15 +655,17 @@ def test_input_read_readline_readlines_iteration(client: httpx.Client) -> None:
     assert steps == ["abc", "def\n", "lin", "e2\n", "line3 is long\n", "", "l4\n", "l5\n", "l6", "", "", ""]
 
 
-def test_chunked_upload_is_streamed(client: httpx.Client, records: Path) -> None:
+def test_chunked_upload_is_streamed(client: httpx.Client, server: Server, records: Path) -> None:
     tok = token()
+    # Inline, the first MiB is held before the app runs (then it streams on the pool): check later.
+    check_at = 32 if server.inline else 4
     block = bytes(range(256)) * 256  # 64 KiB
     size = 8 << 20
     seen_before_end = []
 
     def body() -> Iterator[bytes]:
         for i in range(size // len(block)):
-            if i == 4:  # the app must have read before the client sends the rest
+            if i == check_at:  # the app must have read before the client sends the rest
                 seen_before_end.append(wait_for_file(records / f"upload-started-{tok}"))
             yield block
 
@@ -681,6 +685,12 @@ def test_client_gone_mid_body_raises_oserror_in_app(server: Server, records: Pat
         )
         time.sleep(0.2)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+    if server.inline:
+        # Inline, the body is read before the app is called: the app never starts for a client that left.
+        time.sleep(0.3)
+        assert not (records / f"input-disconnect-{tok}").exists()
+        assert httpx.get(server.base + "/echo").status_code == 200
+        return
     assert wait_for_file(records / f"input-disconnect-{tok}")
     assert (records / f"input-disconnect-{tok}").read_text() == "caught ClientDisconnected\n"
 
@@ -759,7 +769,7 @@ def test_chunks_are_not_held_back(client: httpx.Client, records: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["ok", "raise"])
-def test_close_is_called_in_a_pool_thread(client: httpx.Client, records: Path, mode: str) -> None:
+def test_close_is_called_in_a_pool_thread(client: httpx.Client, server: Server, records: Path, mode: str) -> None:
     tok = token()
     if mode == "ok":
         assert client.get(f"/close?mode=ok&token={tok}").text == "onetwo"
@@ -767,7 +777,8 @@ def test_close_is_called_in_a_pool_thread(client: httpx.Client, records: Path, m
         with pytest.raises(httpx.RemoteProtocolError):
             client.get(f"/close?mode=raise&token={tok}")
     assert wait_for_file(records / f"closed-{tok}")
-    assert (records / f"closed-{tok}").read_text().startswith("monoceros-wsgi")
+    thread = (records / f"closed-{tok}").read_text()
+    assert thread.startswith("MainThread" if server.inline else "monoceros-wsgi")  # where the app itself ran
 
 
 def test_close_is_called_when_the_client_leaves(server: Server, records: Path) -> None:
@@ -820,6 +831,8 @@ def test_wsgi_errors_goes_to_the_error_log(client: httpx.Client, server: Server)
 
 
 def test_pool_bounds_concurrency_and_the_loop_keeps_serving(server: Server) -> None:
+    if server.inline:
+        pytest.skip("inline, the app runs on the loop thread, not on the pool")
     tok = token()
 
     def one(_: int) -> dict[str, Any]:
@@ -854,11 +867,15 @@ def test_file_wrapper_through_the_validator(client: httpx.Client, data_file: tup
     assert client.get("/file?kind=bytesio").content == bytes(range(256)) * 40
 
 
-@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
-def test_file_wrapper_sent_by_the_server(
-    request: pytest.FixtureRequest, data_file: tuple[Path, bytes], loop: str
-) -> None:
-    srv: Server = request.getfixturevalue("server" if loop == "uvloop" else "asyncio_server")
+def test_file_wrapper_sent_by_the_server(server: Server, data_file: tuple[Path, bytes]) -> None:
+    check_file_wrapper(server, data_file)  # uvloop, both WSGI modes
+
+
+def test_file_wrapper_sent_by_the_server_on_asyncio(asyncio_server: Server, data_file: tuple[Path, bytes]) -> None:
+    check_file_wrapper(asyncio_server, data_file)  # asyncio's loop has sendfile(2)
+
+
+def check_file_wrapper(srv: Server, data_file: tuple[Path, bytes]) -> None:
     path, content = data_file
     with httpx.Client(base_url=srv.base, timeout=10) as c:
         response = c.get("/raw/file", params={"path": str(path)})

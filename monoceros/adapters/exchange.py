@@ -58,6 +58,16 @@ class Exchange(Protocol):
         """
         ...
 
+    def send_nowait(self, data: bytes) -> bool:
+        """Send body bytes now, more to follow, without waiting. Returns False when the client is not
+        keeping up: the caller should then ``await drain()`` before sending more. For callers that cannot
+        await at every piece (a WSGI app's iterable)."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until the client has taken enough of what was sent."""
+        ...
+
     async def sendfile(self, file: Any, offset: int, count: int | None) -> None:
         """Send ``count`` bytes of an open binary file as body (zero-copy where the transport allows)."""
         ...

@@ -29,7 +29,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -65,6 +66,10 @@ _ERROR_HEADERS = [
 _NO_LENGTH = frozenset({b"content-length", b"transfer-encoding"})
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
 _NAME_CACHE_MAX = 512
+OUTBOX_HIGH_WATER = 262144  # body bytes a pool thread may queue for the loop before it waits
+INLINE_BODY_MAX = 1 << 20  # inline mode holds request bodies up to this size before calling the app
+_DRAIN = object()  # inline: the client is behind; drain, then resume the iteration
+_FILE = object()  # inline: send call.file_span with sendfile, then close the iterable
 
 
 class WSGIHandler:
@@ -76,6 +81,7 @@ class WSGIHandler:
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=config.threads, thread_name_prefix="monoceros-wsgi"
         )
+        self.inline = config.wsgi_mode == "inline"
         script_name = config.root_path.rstrip("/").encode("utf-8").decode("latin-1")
         self._script_name = script_name
         self._calls: set[_Call] = set()
@@ -105,8 +111,25 @@ class WSGIHandler:
         call.task = asyncio.current_task()
         self._calls.add(call)
         try:
-            call.environ = self.environ(exchange, call)
-            body = await self.loop.run_in_executor(self.executor, call.run)
+            prefix = b""
+            if self.inline and not exchange.request.expect_continue:
+                # (With Expect: 100-continue the pool keeps the rule that 100 goes out only if the app reads.)
+                prefix, call.inline = await _read_body(exchange)  # a body too large to hold: the pool
+            call.environ = self.environ(exchange, call, prefix, None if call.inline else call.receive)
+            if call.inline:
+                body = call.run()
+                while body is _DRAIN:
+                    await exchange.drain()
+                    await asyncio.sleep(0)  # a turn for the other connections (and to notice this one leave)
+                    body = call.resume()
+                if body is _FILE:
+                    if not exchange.response_started:
+                        exchange.start_response(call.code, call.headers)
+                    await exchange.sendfile(*call.file_span)
+                    body = None
+            else:
+                body = await self.loop.run_in_executor(self.executor, call.run)
+                call.flush()  # what the thread queued last, before the final piece
             if body is not None:
                 if not exchange.response_started:
                     exchange.start_response(call.code, call.headers)
@@ -126,8 +149,16 @@ class WSGIHandler:
             await _fail(exchange)
         finally:
             self._calls.discard(call)
+            if call.inline and call.result is not None:
+                call.close_result()  # an inline iteration cut short (the client left while we drained)
 
-    def environ(self, exchange: Exchange, call: _Call) -> Environ:
+    def environ(
+        self,
+        exchange: Exchange,
+        call: _Call,
+        prefix: bytes = b"",
+        receive: Callable[[], tuple[bytes, bool]] | None = None,
+    ) -> Environ:
         """The PEP 3333 environ of one request (strings are bytes-as-latin-1, as the PEP asks)."""
         request = exchange.request
         env = self._template.copy()
@@ -174,7 +205,7 @@ class WSGIHandler:
             env["SERVER_NAME"], env["SERVER_PORT"] = server[0], str(server[1])
         else:  # a unix socket: the best name is the one the client used
             env["SERVER_NAME"], env["SERVER_PORT"] = _split_host(env.get("HTTP_HOST"), exchange.scheme)
-        env["wsgi.input"] = WSGIInput(call.receive if has_body else None)
+        env["wsgi.input"] = WSGIInput(receive if has_body else None, prefix)
         env["wsgi.errors"] = call.errors
         return env
 
@@ -205,19 +236,35 @@ def _split_host(host: str | None, scheme: str) -> tuple[str, str]:
 
 
 class _Call:
-    """One app invocation: ``start_response``, ``write`` and the response loop, run in a pool thread."""
+    """One app invocation: ``start_response``, ``write`` and the response loop.
+
+    In a pool thread, body pieces go to an outbox that the loop flushes (one ``call_soon_threadsafe``
+    per batch, not per piece); the thread waits only while the outbox is full or the client is behind.
+    Inline, on the loop thread, pieces are written at once and iteration pauses (returning
+    :data:`_DRAIN`) while the client is behind, and every OUTBOX_HIGH_WATER bytes to let the loop run.
+    """
 
     __slots__ = (
         "app",
         "cancelled",
         "code",
+        "cond",
         "environ",
         "errors",
         "exchange",
+        "failure",
+        "file_span",
         "headers",
         "headers_sent",
+        "inline",
+        "iterator",
         "loop",
+        "outbox",
+        "paused",
         "pending",
+        "queued",
+        "result",
+        "scheduled",
         "status",
         "task",
     )
@@ -233,42 +280,77 @@ class _Call:
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_sent = False
         self.cancelled = False
+        self.inline = False
         self.pending: concurrent.futures.Future[Any] | None = None
         self.task: asyncio.Task[Any] | None = None
+        self.result: Iterable[bytes] | None = None
+        self.iterator: Iterator[bytes] | None = None
+        self.cond = threading.Condition()
+        self.outbox: list[bytes] = []
+        self.queued = 0
+        self.scheduled = False
+        self.paused = False
+        self.failure: BaseException | None = None
+        self.file_span: tuple[Any, int, int] = (None, 0, 0)
 
-    # -- the app's side (pool thread) ----------------------------------------------------------------------
+    # -- the app's side (a pool thread, or the loop thread inline) -------------------------------------------
 
-    def run(self) -> bytes | None:
+    def run(self) -> Any:
         """Call the app and consume its response. Returns the last piece of body for the coroutine to send
-        (with the head, if it has not gone yet), or None when the response is over already."""
+        (with the head, if it has not gone yet), None when the response is over already, or, inline,
+        :data:`_DRAIN` when the client is behind: the coroutine then drains and calls :meth:`resume`."""
         try:
-            result = self.app(self.environ, self.start_response)
-            try:
-                return self._consume(result)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            self.result = self.app(self.environ, self.start_response)
+        except BaseException:
+            self.close_result()
+            raise
+        return self.resume()
+
+    def resume(self) -> Any:
+        try:
+            out = self._consume()
+        except BaseException:
+            self.close_result()
+            raise
+        if out is not _DRAIN and out is not _FILE:
+            self.close_result()
+        return out
+
+    def close_result(self) -> None:
+        """PEP 3333: the iterable's close() is always called, once."""
+        result, self.result = self.result, None
+        try:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
         finally:
             self.errors.flush()
 
-    def _consume(self, result: Iterable[bytes]) -> bytes | None:
-        if isinstance(result, (list, tuple)):
-            if len(result) == 1 and type(result[0]) is bytes:
-                body = result[0]
-            else:
-                body = b"".join(_check_chunk(chunk) for chunk in result)
-            return self._last(body)
-        try:
+    def _consume(self) -> Any:
+        result = self.result
+        if self.iterator is None:
+            if isinstance(result, (list, tuple)):
+                if len(result) == 1 and type(result[0]) is bytes:
+                    body = result[0]
+                else:
+                    body = b"".join(_check_chunk(chunk) for chunk in result)
+                return self._last(body)
             if type(result) is FileWrapper and (size := regular_file_size(result.filelike)) is not None:
                 offset, count = self._file_span(result.filelike, size)
                 self.headers_sent = True
+                if self.inline:
+                    self.file_span = (result.filelike, offset, count)
+                    return _FILE  # the coroutine sends it; close() waits until then
                 self._wait(self._send_file(result.filelike, offset, count))
                 return None
-            for chunk in result:
+            assert result is not None
+            self.iterator = iter(result)
+        try:
+            for chunk in self.iterator:
                 if _check_chunk(chunk):
                     self._started()
-                    self._push(chunk)
+                    if not self._push(chunk):
+                        return _DRAIN
         except ClientDisconnected as exc:
             log.debug("client went away during a WSGI response: %s", exc)
             return None
@@ -310,7 +392,8 @@ class _Call:
         return self.write
 
     def write(self, data: bytes) -> None:
-        """The legacy imperative ``write`` callable; blocks until the loop has taken the data."""
+        """The legacy imperative ``write`` callable. In a thread it waits while the client is behind;
+        inline it cannot wait, so the transport buffers."""
         if self.status is None:
             raise RuntimeError("write() called before start_response()")
         if _check_chunk(data):
@@ -324,9 +407,36 @@ class _Call:
         if self.status is None:
             raise RuntimeError("the WSGI app produced a response without calling start_response()")
 
-    def _push(self, data: bytes) -> None:
+    def _push(self, data: bytes) -> bool:
+        """Hand a body piece on. False (inline only) when the client is behind and the loop must drain."""
         self.headers_sent = True
-        self._wait(self._send(data))
+        if self.inline:
+            exchange = self.exchange
+            if not exchange.response_started:
+                exchange.start_response(self.code, self.headers)
+            self.queued += len(data)
+            if self.queued >= OUTBOX_HIGH_WATER:  # a long response lets the loop run in between
+                self.queued = 0
+                exchange.send_nowait(data)
+                return False
+            return exchange.send_nowait(data)
+        with self.cond:
+            if self.failure is not None or self.cancelled:
+                raise ClientDisconnected("client disconnected")
+            self.outbox.append(data)
+            self.queued += len(data)
+            schedule, self.scheduled = not self.scheduled, True
+        if schedule:
+            try:
+                self.loop.call_soon_threadsafe(self.flush)
+            except RuntimeError:  # the loop is closed
+                raise ClientDisconnected("the server has stopped") from None
+        with self.cond:
+            while (self.queued >= OUTBOX_HIGH_WATER or self.paused) and self.failure is None and not self.cancelled:
+                self.cond.wait(1.0)
+            if self.failure is not None or self.cancelled:
+                raise ClientDisconnected("client disconnected")
+        return True
 
     def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and block this thread until it is done."""
@@ -354,23 +464,68 @@ class _Call:
         future = self.pending
         if future is not None:
             future.cancel()
+        with self.cond:
+            self.cond.notify_all()
 
     # -- the loop's side -------------------------------------------------------------------------------------
 
+    def flush(self) -> None:
+        """Write what the thread queued, in one piece; note when the client falls behind."""
+        with self.cond:
+            chunks, self.outbox, self.queued, self.scheduled = self.outbox, [], 0, False
+            if not chunks:
+                self.cond.notify_all()
+                return
+        exchange = self.exchange
+        try:
+            if not exchange.response_started:
+                exchange.start_response(self.code, self.headers)
+            keeping_up = exchange.send_nowait(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        except (ClientDisconnected, ValueError) as exc:
+            with self.cond:
+                self.failure = exc
+                self.cond.notify_all()
+            return
+        with self.cond:
+            if not keeping_up:
+                self.paused = True
+                self.loop.create_task(self._drained())
+            self.cond.notify_all()
+
+    async def _drained(self) -> None:
+        try:
+            await self.exchange.drain()
+        except ClientDisconnected as exc:
+            with self.cond:
+                self.failure = exc
+        with self.cond:
+            self.paused = False
+            self.cond.notify_all()
+
     async def _receive(self) -> tuple[bytes, bool]:
         return await self.exchange.receive()
-
-    async def _send(self, data: bytes) -> None:
-        exchange = self.exchange
-        if not exchange.response_started:
-            exchange.start_response(self.code, self.headers)
-        await exchange.send(data, True)
 
     async def _send_file(self, file: Any, offset: int, count: int) -> None:
         exchange = self.exchange
         if not exchange.response_started:
             exchange.start_response(self.code, self.headers)
         await exchange.sendfile(file, offset, count)
+
+
+async def _read_body(exchange: Exchange) -> tuple[bytes, bool]:
+    """Inline mode: the request body before the app runs (it must never wait on the network from the
+    loop thread). Returns the body and True, or what came so far and False once it outgrows
+    INLINE_BODY_MAX: that request then runs on the pool, streaming the rest."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        data, more = await exchange.receive()
+        if data:
+            chunks.append(data)
+            size += len(data)
+        if not more or size > INLINE_BODY_MAX:
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return body, not more
 
 
 def _check_chunk(chunk: object) -> bytes:

@@ -32,10 +32,10 @@ class WSGIInput:
 
     __slots__ = ("_buffer", "_more", "_receive")
 
-    def __init__(self, receive: Receive | None) -> None:
+    def __init__(self, receive: Receive | None, prefix: bytes = b"") -> None:
         self._receive = receive
-        self._more = receive is not None  # None: the request has no body at all
-        self._buffer = bytearray()
+        self._more = receive is not None  # None: nothing (more) to fetch
+        self._buffer = bytearray(prefix)  # body already received (inline mode reads it before the call)
 
     def _fill(self) -> bytes:
         """Fetch the next piece from the loop; also return it, so callers can skip a copy."""

@@ -76,6 +76,17 @@ class ServerSettings:
         help="Size of the thread pool that runs a WSGI app, per worker. It bounds how many WSGI requests "
         "run at once; the event loop keeps buffering the rest.",
     )
+    wsgi_mode: str = setting(
+        "threads",
+        section=APP,
+        flags=["--wsgi-mode"],
+        choices=["threads", "inline"],
+        help="Where a WSGI app runs. 'threads': on the --threads pool, so a slow view (a database call) "
+        "never holds up other connections. 'inline': on the event loop thread once the request body has "
+        "arrived, one request at a time per worker, like gunicorn's sync workers but with the loop still "
+        "buffering slow clients; fastest for quick views, run with several workers. Bodies over 1 MiB "
+        "still stream on the pool.",
+    )
 
     # Listening --------------------------------------------------------------------------------------------
     bind: list[str] = setting(

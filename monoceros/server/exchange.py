@@ -171,7 +171,8 @@ class HTTP11Exchange:
         if status < 200:
             # An informational response (e.g. 103 Early Hints) goes out at once; a final one follows.
             self.response_started = False
-            self._write(self._head)
+            if not self.disconnected:
+                conn.transport.write(self._head)
             self._head = b""
             return
         conn.loop.call_soon(self._flush_head)
@@ -184,6 +185,19 @@ class HTTP11Exchange:
             self.conn.transport.write(head)
 
     async def send(self, data: bytes, more: bool) -> None:
+        if self._write(data, more) or not more:
+            return
+        await self.conn.drain()
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Write body bytes now (more follow); False when the client is behind and ``drain`` is due."""
+        return self._write(data, True)
+
+    async def drain(self) -> None:
+        await self.conn.drain()
+
+    def _write(self, data: bytes, more: bool) -> bool:
+        """Frame and write; the head goes in the same write. True while the transport takes more."""
         conn = self.conn
         if self.failed or conn.lost:
             raise ClientDisconnected("client disconnected")
@@ -203,8 +217,8 @@ class HTTP11Exchange:
             conn.transport.write(out)
         if not more:
             self._finish()
-        elif conn.write_paused:
-            await conn.drain()
+            return True
+        return not conn.write_paused
 
     async def sendfile(self, file: Any, offset: int, count: int | None) -> None:
         """Zero-copy when the body needs no framing and the transport is a plain socket."""
@@ -240,10 +254,6 @@ class HTTP11Exchange:
             remaining -= len(chunk)
             await self.send(chunk, True)
         await self.send(b"", False)
-
-    def _write(self, data: bytes) -> None:
-        if not self.disconnected:
-            self.conn.transport.write(data)
 
     def _finish(self) -> None:
         self.response_done = True
