@@ -14,7 +14,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-COLOURS = {"monoceros": "#d62728", "ceiling": "#9e9e9e", "uvicorn": "#1f77b4", "granian": "#2ca02c"}
+COLOURS = {
+    "monoceros": "#d62728",
+    "monoceros-inline": "#ff7f0e",
+    "ceiling": "#9e9e9e",
+    "uvicorn": "#1f77b4",
+    "granian": "#2ca02c",
+}
 OTHER = "#aec7e8"
 
 

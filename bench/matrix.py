@@ -50,6 +50,15 @@ SERVERS: dict[str, Server] = {
             note="this repo, current interpreter; uvloop + httptools; WSGI on its default 8-thread pool",
         ),
         Server(
+            "monoceros-inline",
+            {
+                "wsgi": "{python} -m monoceros --workers 1 --interface wsgi --wsgi-mode inline --no-access-log"
+                " --log-level warning --host 127.0.0.1 --port {port} wsgi_app:app",
+            },
+            peer=False,
+            note="this repo, WSGI with --wsgi-mode inline: the app on the loop thread (the prefork 'sync' model)",
+        ),
+        Server(
             "uvicorn",
             {
                 "asgi": "{peers}/uvicorn --workers 1 --loop uvloop --http httptools --interface asgi3"
@@ -151,7 +160,7 @@ class Scenario:
 
 
 ASGI_PEERS = ("monoceros", "uvicorn", "gunicorn-asgi", "gunicorn-uvicorn", "granian", "hypercorn")
-WSGI_PEERS = ("monoceros", "uvicorn", "gunicorn-sync", "gunicorn-gthread", "granian", "hypercorn")
+WSGI_PEERS = ("monoceros", "monoceros-inline", "uvicorn", "gunicorn-sync", "gunicorn-gthread", "granian", "hypercorn")
 CLOSE = ("Connection: close",)
 
 SCENARIOS: list[Scenario] = [
@@ -225,7 +234,7 @@ SCENARIOS: list[Scenario] = [
 ]
 
 # --quick runs these servers (those that are available).
-QUICK_SERVERS = ("monoceros", "uvicorn", "granian", "ceiling")
+QUICK_SERVERS = ("monoceros", "monoceros-inline", "uvicorn", "granian", "ceiling")
 
 
 def command_for(server: Server, scenario: Scenario) -> str:

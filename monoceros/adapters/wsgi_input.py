@@ -198,6 +198,13 @@ def encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
         raise TypeError(f"WSGI response headers must be a list, got {type(headers).__name__}")
     out = []
     for item in headers:
+        try:
+            cached = _ENCODED.get(item) if type(item) is tuple else None
+        except TypeError:  # an unhashable value: the checks below explain it
+            cached = None
+        if cached is not None:
+            out.append(cached)
+            continue
         if not isinstance(item, tuple) or len(item) != 2:
             raise TypeError(f"a WSGI response header must be a (name, value) tuple, got {item!r}")
         name, value = item
@@ -208,5 +215,13 @@ def encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
         except UnicodeEncodeError:
             raise ValueError(f"WSGI header {item!r} is not latin-1 encodable") from None
         check_header(*raw)
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[item] = raw
         out.append(raw)
     return out
+
+
+# Checked, encoded headers by the app's (name, value) str pair: an app sends the same few each time.
+_ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_ENCODED_MAX = 2048

@@ -61,6 +61,30 @@ _STATUS_LINES = {s.value: _status_line(s.value) for s in HTTPStatus}
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _BAD_VALUE = (b"\r", b"\n", b"\x00")
 _OWS = (0x20, 0x09)
+# Request headers that decide how the request is framed or answered (see on_headers_complete).
+_FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
+
+
+# Validated, encoded header lines by (name, value): apps send the same few headers again and again, so
+# each is checked (RFC 9110 §5) and formatted once. Bounded; cleared when full (varying values churn it).
+_LINES: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+_LINES_MAX = 2048
+# The names response_head does more with than copy the line.
+_SPECIAL_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server"))
+
+
+def _header_line(item: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    """Check one response header and return (lowercase name, ``b"name: value\\r\\n"``), memoised."""
+    name, value = item
+    check_header(name, value)
+    cached = (name.lower(), b"%s: %s\r\n" % (name, value))
+    if len(_LINES) >= _LINES_MAX:
+        _LINES.clear()
+    try:
+        _LINES[item] = cached
+    except TypeError:  # an unhashable pair (a list): fine, just not memoised
+        pass
+    return cached
 
 
 def status_line(status: int) -> bytes:
@@ -95,6 +119,10 @@ class HTTP11Connection:
         self._head_bytes = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._framing: list[tuple[bytes, bytes]] = []  # the headers on_headers_complete must look at
+        self._field_size = self.limits.field_size
+        self._headers_max = self.limits.headers_size
+        self._fields_left = self.limits.fields
         self._headers_size = 0
         self._body_bytes = 0
         self._headers_done = False
@@ -156,7 +184,9 @@ class HTTP11Connection:
         self._head_bytes = 0
         self._url = b""
         self._headers = []
+        self._framing = []
         self._headers_size = 0
+        self._fields_left = self.limits.fields
         self._body_bytes = 0
         self._headers_done = False
 
@@ -169,20 +199,27 @@ class HTTP11Connection:
         if self._headers_done:
             return  # a trailer field: RFC 9110 §6.5.1 forbids merging it into the header section
         size = len(name) + len(value)
-        if size > self.limits.field_size:
-            raise ProtocolError("request header field too large", 431)
         self._headers_size += size
-        if self._headers_size > self.limits.headers_size:
-            raise ProtocolError("request header fields too large", 431)
-        if len(self._headers) >= self.limits.fields:
-            raise ProtocolError("too many request header fields", 431)
+        if size > self._field_size or self._headers_size > self._headers_max or self._fields_left <= 0:
+            self._header_limit(size)
+        self._fields_left -= 1
         if b"_" in name:
             # nginx drops these by default (underscores_in_headers off): in CGI and WSGI, "X_Foo" and
             # "X-Foo" both become HTTP_X_FOO, so a client could forge a header a proxy vouches for.
             return
         if value and value[-1] in _OWS:
             value = value.rstrip(b" \t")  # RFC 9110 §5.5: trailing whitespace is not part of the value
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        if name in _FRAMING:
+            self._framing.append((name, value))
+        self._headers.append((name, value))
+
+    def _header_limit(self, size: int) -> None:
+        if size > self._field_size:
+            raise ProtocolError("request header field too large", 431)
+        if self._headers_size > self._headers_max:
+            raise ProtocolError("request header fields too large", 431)
+        raise ProtocolError("too many request header fields", 431)
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -197,7 +234,7 @@ class HTTP11Connection:
         upgrade = None
         content_length = None
         chunked = False
-        for name, value in self._headers:
+        for name, value in self._framing:  # only the fields that shape the request, as on_header noted them
             if name == b"host":
                 hosts += 1
             elif name == b"content-length":
@@ -227,7 +264,8 @@ class HTTP11Connection:
         url = self._url
         if url[:1] == b"/":
             path, _, query = url.partition(b"?")
-            path = path.partition(b"#")[0]
+            if b"#" in path:
+                path = path.partition(b"#")[0]
         elif url == b"*":
             if method != "OPTIONS":  # RFC 9112 §3.2.4: asterisk-form is only for OPTIONS
                 raise ProtocolError("request target '*' is only allowed with OPTIONS")
@@ -286,9 +324,16 @@ class HTTP11Connection:
         has_server = False
         parts = [status_line(status)]
         append = parts.append
-        for name, value in headers:
-            check_header(name, value)
-            lname = name.lower()
+        lines = _LINES
+        for item in headers:
+            cached = lines.get(item)
+            if cached is None:
+                cached = _header_line(item)
+            lname, line = cached
+            if lname not in _SPECIAL_NAMES:
+                append(line)
+                continue
+            value = item[1]
             if lname == b"content-length":
                 content_length = _response_length(value)
             elif lname == b"transfer-encoding":
@@ -301,7 +346,7 @@ class HTTP11Connection:
                 continue  # we send our own Connection header
             elif lname == b"server":
                 has_server = True
-            append(b"%s: %s\r\n" % (name, value))
+            append(line)
         if default_headers:
             if has_server:
                 default_headers = b"".join(
@@ -351,6 +396,12 @@ class HTTP11Connection:
             self._chunked = False
             return b"0\r\n\r\n"
         return b""
+
+    @property
+    def response_length_known(self) -> bool:
+        """True when the app declared the body's length (or there is none): its end is near, so holding
+        the head back to send it with the body costs the client nothing."""
+        return self._remaining is not None or self._no_body
 
     @property
     def response_has_body(self) -> bool:

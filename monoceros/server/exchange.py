@@ -61,7 +61,7 @@ class HTTP11Exchange:
         self.server = conn.server
         self.scheme = conn.scheme
         self.extensions = conn.extensions
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() if conn.state.access_log is not None else 0.0
         self._body: list[bytes] = []
         self._body_size = 0
         self.body_done = False
@@ -175,7 +175,10 @@ class HTTP11Exchange:
                 conn.transport.write(self._head)
             self._head = b""
             return
-        conn.loop.call_soon(self._flush_head)
+        if not conn.h11.response_length_known:
+            # A streamed response (no Content-Length): its body may be a long time coming (server-sent
+            # events), so the client gets the head now. Otherwise it leaves with the body, in one write.
+            self._flush_head()
 
     def _flush_head(self) -> None:
         head = self._head

@@ -1,0 +1,109 @@
+"""Per-request CPU cost of monoceros' own Python, without sockets: python bench/micro.py [N].
+
+The real connection driver, protocol and adapters run on a real event loop, fed
+requests through ``data_received``; only the transport is a stub that counts writes.
+What remains is what monoceros itself spends per request, so an optimisation can be
+judged in microseconds even on a noisy machine (the wrk runs in run.py cannot tell
+a 3 % change from noise). It asserts nothing about speed; it prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from typing import Any
+
+from monoceros.adapters.asgi_http import ASGIHTTPHandler
+from monoceros.adapters.wsgi import WSGIHandler
+from monoceros.config import Config
+from monoceros.server.http11 import HTTP11Transport
+from monoceros.server.state import ServerState
+from monoceros.server.worker import new_event_loop
+
+HELLO = b"Hello, world!"
+HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(HELLO)).encode())]
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+
+
+async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": HELLO})
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))])
+    return [HELLO]
+
+
+class StubTransport:
+    """Just enough of asyncio.Transport: counts what would have gone to the socket."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def writelines(self, data: Any) -> None:
+        self.writes += 1
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+
+async def run(kind: str, n: int) -> float:
+    loop = asyncio.get_running_loop()
+    config = Config(access_log=False, wsgi_mode="inline" if kind == "wsgi-inline" else "threads")
+    handler: Any = ASGIHTTPHandler(asgi_app, config, {}) if kind == "asgi" else WSGIHandler(wsgi_app, config, loop)
+    state = ServerState(config, loop, handler, None, None)
+    conn = HTTP11Transport(state, "http")
+    transport = StubTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    start = time.perf_counter()
+    for _ in range(n):
+        conn.data_received(REQUEST)
+        while conn.exchange is not None:  # until the response is complete
+            await asyncio.sleep(0)
+    elapsed = time.perf_counter() - start
+    assert transport.writes == n, (transport.writes, n)
+    if isinstance(handler, WSGIHandler):
+        handler.close()
+    return elapsed / n * 1e6
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
+    for kind in ("asgi", "wsgi-inline", "wsgi"):
+        loop = new_event_loop("auto")
+        try:
+            runs = [loop.run_until_complete(run(kind, n if kind != "wsgi" else n // 5)) for _ in range(5)]
+        finally:
+            loop.close()
+        print(f"{kind:12s} {statistics.median(runs):6.2f} µs/request (median of 5; min {min(runs):.2f})")
+
+
+if __name__ == "__main__":
+    main()
