@@ -387,6 +387,12 @@ class HTTP11Connection:
             return b"%x\r\n%b\r\n" % (len(data), data)
         return data
 
+    def response_body_parts(self, data: bytes) -> tuple[bytes, ...]:
+        """As :meth:`response_body`, in pieces for ``writelines``, so a large chunk is never copied to frame it."""
+        if self._chunked and data and not self._no_body:
+            return (b"%x\r\n" % len(data), data, b"\r\n")
+        return (self.response_body(data),)
+
     def response_end(self) -> bytes:
         """Finish the response body. A body shorter than its Content-Length forbids reuse."""
         if self._remaining:

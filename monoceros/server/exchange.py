@@ -205,8 +205,20 @@ class HTTP11Exchange:
         if self.failed or conn.lost:
             raise ClientDisconnected("client disconnected")
         h11 = conn.h11
-        out = h11.response_body(data)
         self.response_bytes += len(data)
+        if len(data) >= _WRITELINES_MIN:
+            parts = h11.response_body_parts(data)
+            if not more:
+                parts += (h11.response_end(),)
+            if self._head:
+                parts = (self._head, *parts)
+                self._head = b""
+            conn.transport.writelines(parts)
+            if not more:
+                self._finish()
+                return True
+            return not conn.write_paused
+        out = h11.response_body(data)
         if not more:
             out += h11.response_end()
         head = self._head

@@ -27,7 +27,7 @@ from collections import deque
 from typing import Any
 
 from ..errors import ClientDisconnected
-from ..protocols.events import Body, Event, ProtocolError, Request
+from ..protocols.events import Body, EndBody, Event, ProtocolError, Request
 from ..protocols.http11 import HTTP11Connection, status_line
 from .exchange import HTTP11Exchange
 from .state import ServerState
@@ -94,8 +94,6 @@ class HTTP11Transport(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing or self._error is not None:
             return  # lingering after a final response, or past a protocol error: drain and drop
-        if self._deadline_kind == _KEEPALIVE:
-            self._set_deadline(_HEADER, self.state.header_timeout)
         h11 = self.h11
         try:
             h11.receive_data(data)
@@ -103,10 +101,22 @@ class HTTP11Transport(asyncio.Protocol):
             # Requests parsed before the bad bytes are still answered, in order; the error comes last.
             self._error = exc
             self._pause_reading()
-        if h11.events:
-            self._pending.extend(h11.events)
-            h11.events.clear()
+        events = h11.events
+        if len(events) == 2 and self.exchange is None and not self._pending and type(events[1]) is EndBody:
+            # The common case, a whole bodiless request in one read: no queue needed.
+            request = events[0]
+            events.clear()
+            self._start(request).feed_end()  # type: ignore[arg-type]
+            if self._error is not None:
+                self._dispatch()
+            return
+        if events:
+            self._pending.extend(events)
+            events.clear()
         self._dispatch()
+        if self._deadline_kind == _KEEPALIVE and self.exchange is None and h11.request_in_progress:
+            # A request head has begun but not ended: from now on it has header_timeout to arrive.
+            self._set_deadline(_HEADER, self.state.header_timeout)
 
     def eof_received(self) -> bool | None:
         if self._closing:
@@ -187,7 +197,7 @@ class HTTP11Transport(asyncio.Protocol):
                 self._send_error(error.status, str(error))
         # else: the exchange in progress is sound; _next comes back here once it has answered
 
-    def _start(self, request: Request) -> None:
+    def _start(self, request: Request) -> HTTP11Exchange:
         self._deadline_kind = _NONE
         state = self.state
         exchange = HTTP11Exchange(self, request)
@@ -196,6 +206,7 @@ class HTTP11Transport(asyncio.Protocol):
             exchange.client, exchange.scheme = proxy.resolve(self.client, self.scheme, request.headers)
         self.exchange = exchange
         self.loop.create_task(state.handler(exchange))
+        return exchange
 
     def response_complete(self, exchange: HTTP11Exchange) -> None:
         """Called by the exchange once its last byte is written."""
