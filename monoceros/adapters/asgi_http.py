@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from ..config import Config
 from ..errors import ASGIProtocolError, ClientDisconnected
-from .exchange import Exchange
+from .exchange import Exchange, fail
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,12 +27,6 @@ log = logging.getLogger("monoceros.error")
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 _DISCONNECT = {"type": "http.disconnect"}
-_ERROR_BODY = b"Internal Server Error\n"
-_ERROR_HEADERS = [
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", str(len(_ERROR_BODY)).encode()),
-    (b"connection", b"close"),
-]
 
 
 def asgi2_to_asgi3(app: Callable[[Scope], Callable[[Receive, Send], Awaitable[None]]]) -> ASGIApp:
@@ -87,39 +81,22 @@ class ASGIHTTPHandler:
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except asyncio.CancelledError:
-            _fail(exchange)
+            await fail(exchange)
             raise
         except BaseException as exc:  # the app's failure must not take the worker down
             if isinstance(exc, ClientDisconnected) and exchange.disconnected:
                 return  # the app noticed the client left: nothing to report
             exchange.log_error("Exception in ASGI application", exc)
-            _fail(exchange)
+            await fail(exchange)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
         else:
             if not exchange.response_started:
                 exchange.log_error("ASGI callable returned without starting a response")
-                _fail(exchange)
+                await fail(exchange)
             elif not cycle.finished:
                 exchange.log_error("ASGI callable returned without completing the response")
                 exchange.abort()
-
-
-def _fail(exchange: Exchange) -> None:
-    """Answer 500 if nothing was sent yet; otherwise the response is broken, so cut the connection."""
-    if exchange.disconnected:
-        return
-    if exchange.response_started:
-        exchange.abort()
-        return
-    exchange.start_response(500, _ERROR_HEADERS)
-    task = asyncio.ensure_future(exchange.send(_ERROR_BODY, False))
-    task.add_done_callback(_ignore_result)
-
-
-def _ignore_result(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class _Cycle:

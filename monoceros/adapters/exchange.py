@@ -79,3 +79,25 @@ class Exchange(Protocol):
     def log_error(self, message: str, exc: BaseException | None = None) -> None:
         """Log an error about this exchange once, with the request line for context."""
         ...
+
+
+ERROR_BODY = b"Internal Server Error\n"
+ERROR_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(ERROR_BODY)).encode()),
+    (b"connection", b"close"),
+]
+
+
+async def fail(exchange: Exchange) -> None:
+    """The app failed. Answer 500 if nothing was sent yet; otherwise the response is broken: cut the connection."""
+    if exchange.disconnected:
+        return
+    if exchange.response_started:
+        exchange.abort()
+        return
+    exchange.start_response(500, ERROR_HEADERS)
+    try:
+        await exchange.send(ERROR_BODY, False)
+    except OSError:
+        pass  # the client left meanwhile

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -38,7 +37,7 @@ from urllib.parse import unquote_to_bytes
 from .._version import __version__
 from ..config import Config
 from ..errors import ClientDisconnected
-from .exchange import Exchange
+from .exchange import Exchange, fail
 from .wsgi_input import (
     ErrorStream,
     FileWrapper,
@@ -57,12 +56,6 @@ T = TypeVar("T")
 
 log = logging.getLogger("monoceros.error")
 
-_ERROR_BODY = b"Internal Server Error\n"
-_ERROR_HEADERS = [
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", str(len(_ERROR_BODY)).encode()),
-    (b"connection", b"close"),
-]
 _NO_LENGTH = frozenset({b"content-length", b"transfer-encoding"})
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
 _NAME_CACHE_MAX = 512
@@ -136,7 +129,7 @@ class WSGIHandler:
                 await exchange.send(body, False)
         except asyncio.CancelledError:
             call.cancel()
-            await _fail(exchange)
+            await fail(exchange)
             raise
         except GeneratorExit:  # the coroutine is being closed, not failing
             call.cancel()
@@ -146,7 +139,7 @@ class WSGIHandler:
                 log.debug("client went away during a WSGI response: %s", exc)
                 return
             exchange.log_error("Exception in WSGI application", exc)
-            await _fail(exchange)
+            await fail(exchange)
         finally:
             self._calls.discard(call)
             if call.inline and call.result is not None:
@@ -208,18 +201,6 @@ class WSGIHandler:
         env["wsgi.input"] = WSGIInput(receive if has_body else None, prefix)
         env["wsgi.errors"] = call.errors
         return env
-
-
-async def _fail(exchange: Exchange) -> None:
-    """Answer 500 if nothing was sent yet; otherwise the response is broken, so cut the connection."""
-    if exchange.disconnected:
-        return
-    if exchange.response_started:
-        exchange.abort()
-        return
-    exchange.start_response(500, _ERROR_HEADERS)
-    with contextlib.suppress(OSError):
-        await exchange.send(_ERROR_BODY, False)
 
 
 def _split_host(host: str | None, scheme: str) -> tuple[str, str]:
