@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 APPS_DIR = Path(__file__).resolve().parent / "apps"
 READY_TEXT = "Serving "  # the worker logs "Serving ASGI3 app ..." once every listener is up
@@ -519,3 +520,20 @@ def request(
     if body and "content-length" not in names and "transfer-encoding" not in names:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def in_background(url: str, timeout: float = 35) -> tuple[threading.Thread, dict[str, Any]]:
+    """GET ``url`` in a thread; the result dict gets "response" or "error"."""
+    import httpx
+
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["response"] = httpx.get(url, timeout=timeout)
+        except httpx.HTTPError as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result

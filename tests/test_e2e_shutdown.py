@@ -7,30 +7,13 @@ from __future__ import annotations
 
 import signal
 import socket
-import threading
 import time
-from typing import Any
 
 import httpx
 import pytest
-from server_process import ServerFactory, ServerProcess, Wire, request
+from server_process import ServerFactory, ServerProcess, Wire, in_background, request
 
 SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
-
-
-def in_background(url: str) -> tuple[threading.Thread, dict[str, Any]]:
-    """GET ``url`` in a thread; the result dict gets "response" or "error"."""
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["response"] = httpx.get(url, timeout=30)
-        except httpx.HTTPError as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, result
 
 
 def wait_refused(server: ServerProcess, timeout: float = 5.0) -> None:

@@ -14,30 +14,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import threading
 import time
-from typing import Any
 
 import httpx
 import pytest
-from server_process import ServerFactory, free_port
+from server_process import ServerFactory, free_port, in_background
 from supervisor_support import Load, alive, children, ready_pids, supervise, wait_for, wait_workers, worker_pid
-
-
-def in_background(url: str) -> tuple[threading.Thread, dict[str, Any]]:
-    """GET ``url`` in a thread; the result dict gets "response" or "error"."""
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["response"] = httpx.get(url, timeout=35)
-        except httpx.HTTPError as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, result
-
 
 # -- a worker dies -----------------------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("monoceros.error")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_WRITELINES_MIN = 16384  # above this, write head and body separately rather than copy them together
+_WRITELINES_MIN = 16384  # body pieces this large go out with writelines, never copied to frame them
 SENDFILE_CHUNK = 1 << 20
 
 
@@ -222,12 +222,9 @@ class HTTP11Exchange:
         if not more:
             out += h11.response_end()
         head = self._head
-        if head:
+        if head:  # small by now (large pieces took the writelines path): one copy, one write
             self._head = b""
-            if len(out) < _WRITELINES_MIN:
-                conn.transport.write(head + out)
-            else:
-                conn.transport.writelines((head, out))
+            conn.transport.write(head + out)
         elif out:
             conn.transport.write(out)
         if not more:
