@@ -215,6 +215,41 @@ def test_nothing_is_read_after_a_request_that_closes() -> None:
     assert [e[2] for e in events if e[0] == "request"] == [b"/1"]
 
 
+WS_HANDSHAKE = (
+    b"GET /chat?room=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+FRAME = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"  # RFC 6455 §5.7: a masked "Hello"
+
+
+@pytest.mark.parametrize("cut", range(len(WS_HANDSHAKE) + len(FRAME) + 1))
+def test_a_websocket_upgrade_ends_http_and_keeps_the_bytes_after_it(cut: int) -> None:
+    """Whatever the read boundaries, the handshake is one Request and every byte after it is kept, unparsed."""
+    conn = HTTP11Connection()
+    data = b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n" + WS_HANDSHAKE + FRAME
+    cut += 35  # inside or after the handshake, never inside the first request
+    events: list[object] = []
+    for piece in (data[:cut], data[cut:], b"\x88\x80more"):
+        conn.receive_data(piece)
+        events.extend(conn.events)
+        conn.events.clear()
+    requests = [e for e in events if isinstance(e, Request)]
+    assert [r.target for r in requests] == [b"/first", b"/chat?room=1"]
+    assert conn.upgrade_request is requests[1]
+    assert requests[1].upgrade == b"websocket"
+    assert conn.upgrade_tail == FRAME + b"\x88\x80more"
+
+
+def test_other_upgrades_and_upgrade_without_connection_upgrade_stay_http() -> None:
+    h2c = b"GET /a HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n"
+    plain = b"GET /b HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n\r\n"
+    conn = HTTP11Connection()
+    conn.receive_data(h2c + plain + b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n")
+    targets = [e.target for e in conn.events if isinstance(e, Request)]
+    assert targets == [b"/a", b"/b", b"/c"]
+    assert conn.upgrade_request is None
+
+
 def test_eof_inside_a_request_is_an_error() -> None:
     conn = HTTP11Connection()
     conn.receive_data(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")

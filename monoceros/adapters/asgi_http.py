@@ -16,6 +16,7 @@ from urllib.parse import unquote
 from ..config import Config
 from ..errors import ASGIProtocolError, ClientDisconnected
 from .exchange import Exchange, fail
+from .websocket_channel import WebSocketChannel
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -57,17 +58,18 @@ class ASGIHTTPHandler:
         self._raw_root = config.root_path.encode("utf-8")
         self.state = state
 
-    async def __call__(self, exchange: Exchange) -> None:
-        request = exchange.request
+    def scope(self, kind: str, conn: Exchange | WebSocketChannel) -> dict[str, Any]:
+        """The scope keys HTTP and WebSocket share, for one request or handshake."""
+        request = conn.request
         raw_path = request.path
         root = self.root_path
-        scope: dict[str, Any] = {
-            "type": "http",
+        return {
+            "type": kind,
             "asgi": ASGI_VERSION,
             "http_version": request.http_version,
-            "server": exchange.server,
-            "client": exchange.client,
-            "scheme": exchange.scheme,
+            "server": conn.server,
+            "client": conn.client,
+            "scheme": conn.scheme,
             "method": request.method,
             "root_path": root,
             "path": root + decode_path(raw_path) if root else decode_path(raw_path),
@@ -75,8 +77,11 @@ class ASGIHTTPHandler:
             "query_string": request.query,
             "headers": request.headers,
             "state": self.state.copy(),
-            "extensions": exchange.extensions,
+            "extensions": conn.extensions,
         }
+
+    async def __call__(self, exchange: Exchange) -> None:
+        scope = self.scope("http", exchange)
         cycle = _Cycle(exchange)
         try:
             await self.app(scope, cycle.receive, cycle.send)

@@ -15,6 +15,7 @@ APP = "Application"
 LISTEN = "Listening"
 TLS = "TLS"
 HTTP = "HTTP"
+WS = "WebSocket"
 LIMITS = "Limits and deadlines"
 PROXY = "Proxies"
 LOG = "Logging"
@@ -199,6 +200,67 @@ class ServerSettings:
     )
     server_header: bool = setting(True, section=HTTP, flags=["--server-header"], help="Send 'Server: monoceros'.")
     date_header: bool = setting(True, section=HTTP, flags=["--date-header"], help="Send a 'Date' header.")
+
+    # WebSocket --------------------------------------------------------------------------------------------
+    ws: str = setting(
+        "auto",
+        section=WS,
+        flags=["--ws"],
+        choices=["auto", "none"],
+        help="WebSocket support. 'auto' serves WebSocket to ASGI apps; 'none' answers upgrade requests with 400 "
+        "(as WSGI apps always do).",
+    )
+    # uvicorn's default; the websockets library's own is 1 MiB. Chat and dashboard payloads are far smaller,
+    # but file transfer over a WebSocket is common enough that 1 MiB surprises people.
+    ws_max_size: int = setting(
+        16777216,
+        section=WS,
+        flags=["--ws-max-size"],
+        validator=_positive,
+        metavar="BYTES",
+        help="Largest incoming message (after decompression). A bigger one closes the connection with 1009.",
+    )
+    # uvicorn's default. With --ws-max-size, it bounds what one connection can make the server hold.
+    ws_max_queue: int = setting(
+        32,
+        section=WS,
+        flags=["--ws-max-queue"],
+        validator=_positive,
+        metavar="N",
+        help="Received messages held for an app that is not reading. Past it, the server stops reading the socket.",
+    )
+    # 20 s is below the 30-60 s idle timeouts of common proxies and NATs, so pings also keep paths open.
+    ws_ping_interval: float = setting(
+        20.0,
+        section=WS,
+        flags=["--ws-ping-interval"],
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="Send a ping this often. 0 disables pings.",
+    )
+    ws_ping_timeout: float = setting(
+        20.0,
+        section=WS,
+        flags=["--ws-ping-timeout"],
+        validator=_positive,
+        metavar="SECONDS",
+        help="A ping unanswered for this long closes the connection with 1011.",
+    )
+    # The websockets library's default.
+    ws_close_timeout: float = setting(
+        10.0,
+        section=WS,
+        flags=["--ws-close-timeout"],
+        validator=_positive,
+        metavar="SECONDS",
+        help="After sending a close frame, how long to wait for the client's before dropping the connection.",
+    )
+    ws_per_message_deflate: bool = setting(
+        True,
+        section=WS,
+        flags=["--ws-per-message-deflate"],
+        help="Offer permessage-deflate compression (RFC 7692) to clients that ask for it.",
+    )
 
     # Limits and deadlines ---------------------------------------------------------------------------------
     # nginx reads the request line into one 8 KiB large_client_header_buffers buffer; gunicorn allows 4094.

@@ -127,7 +127,11 @@ class HTTP11Connection:
         self._body_bytes = 0
         self._headers_done = False
         self._request: Request | None = None
+        self._last_request: Request | None = None
         self._input_closed = False
+        # A WebSocket upgrade request ends HTTP/1.1 on this connection: the request, and what followed it.
+        self.upgrade_request: Request | None = None
+        self.upgrade_tail = b""
         # response framing state, valid between response_head and response_end
         self._chunked = False
         self._no_body = False
@@ -138,15 +142,25 @@ class HTTP11Connection:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the peer; then drain :attr:`events`. Raises :class:`ProtocolError`."""
         if self._input_closed:
+            if self.upgrade_request is not None:
+                self.upgrade_tail += data  # the WebSocket's bytes, read before the connection was handed over
             return  # RFC 9112 §9.6: nothing after a request that closes the connection is read
         was_in_head = self._in_head
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # llhttp stops after the head of an Upgrade or CONNECT request. We have not agreed to any
-            # upgrade, so the request is an ordinary one (RFC 9110 §7.8: a server may ignore Upgrade)
-            # and the bytes after it are the next request.
+            # llhttp stops after the head of an Upgrade or CONNECT request (one with "Connection: upgrade").
             offset = exc.args[0]
+            request = self._last_request
+            if request is not None and request.upgrade == b"websocket" and self.upgrade_request is None:
+                # A WebSocket handshake: HTTP/1.1 ends here whatever the answer. The bytes after the head
+                # belong to the WebSocket (or to nobody, if the handshake is refused and we close).
+                self.upgrade_request = request
+                self.upgrade_tail = data[offset:]
+                self._input_closed = True
+                return
+            # Any other upgrade (h2c, CONNECT) we do not agree to, so the request is an ordinary one
+            # (RFC 9110 §7.8: a server may ignore Upgrade) and the bytes after it are the next request.
             if offset < len(data):
                 self.receive_data(data[offset:])
             return
@@ -286,7 +300,7 @@ class HTTP11Connection:
             expect_continue,
             upgrade,
         )
-        self._request = request
+        self._request = self._last_request = request
         self.events.append(request)
 
     def on_body(self, body: bytes) -> None:

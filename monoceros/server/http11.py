@@ -26,10 +26,10 @@ import time
 from collections import deque
 from typing import Any
 
-from ..errors import ClientDisconnected
 from ..protocols.events import Body, EndBody, Event, ProtocolError, Request
 from ..protocols.http11 import HTTP11Connection, status_line
 from .exchange import HTTP11Exchange
+from .flow import FlowControl
 from .state import ServerState
 
 log = logging.getLogger("monoceros.error")
@@ -43,10 +43,11 @@ _NONE, _HEADER, _KEEPALIVE, _LINGER = 0, 1, 2, 3
 _INF = float("inf")
 
 
-class HTTP11Transport(asyncio.Protocol):
+class HTTP11Transport(FlowControl, asyncio.Protocol):
     """One client connection speaking HTTP/1.1."""
 
     def __init__(self, state: ServerState, scheme: str) -> None:
+        super().__init__()
         self.state = state
         self.loop = state.loop
         self.scheme = scheme
@@ -61,9 +62,6 @@ class HTTP11Transport(asyncio.Protocol):
         self.peer_eof = False
         self.lost = False
         self._closing = False
-        self.write_paused = False
-        self._read_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = _INF
         self._deadline = _INF
@@ -102,7 +100,13 @@ class HTTP11Transport(asyncio.Protocol):
             self._error = exc
             self._pause_reading()
         events = h11.events
-        if len(events) == 2 and self.exchange is None and not self._pending and type(events[1]) is EndBody:
+        if (
+            len(events) == 2
+            and self.exchange is None
+            and not self._pending
+            and type(events[1]) is EndBody
+            and h11.upgrade_request is None
+        ):
             # The common case, a whole bodiless request in one read: no queue needed.
             request = events[0]
             events.clear()
@@ -114,6 +118,8 @@ class HTTP11Transport(asyncio.Protocol):
             self._pending.extend(events)
             events.clear()
         self._dispatch()
+        if h11.upgrade_request is not None and self.exchange is not None:
+            self._pause_reading()  # a WebSocket handshake waits behind a pipelined request: hold its bytes
         if self._deadline_kind == _KEEPALIVE and self.exchange is None and h11.request_in_progress:
             # A request head has begun but not ended: from now on it has header_timeout to arrive.
             self._set_deadline(_HEADER, self.state.header_timeout)
@@ -145,13 +151,6 @@ class HTTP11Transport(asyncio.Protocol):
             exchange.on_disconnect()
         self._wake_drain()
 
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_drain()
-
     # -- dispatch ----------------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -165,6 +164,9 @@ class HTTP11Transport(asyncio.Protocol):
                         self._pause_reading()
                     return
                 pending.popleft()
+                if event is self.h11.upgrade_request:
+                    self._upgrade(event)
+                    return
                 self._start(event)  # type: ignore[arg-type]
             elif kind is Body:
                 pending.popleft()
@@ -207,6 +209,24 @@ class HTTP11Transport(asyncio.Protocol):
         self.exchange = exchange
         self.loop.create_task(state.handler(exchange))
         return exchange
+
+    def _upgrade(self, request: Request) -> None:
+        """A WebSocket upgrade request, the last this connection parses: hand the connection over."""
+        self._deadline_kind = _NONE
+        self._pending.clear()
+        handler = self.state.ws_handler
+        if handler is None:
+            self._send_error(400, self.state.ws_unavailable)
+            return
+        from .websocket import WebSocketConnection
+
+        conn = WebSocketConnection(self, request, self.h11.upgrade_tail)
+        self.state.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport.set_protocol(conn)
+        conn.start()
 
     def response_complete(self, exchange: HTTP11Exchange) -> None:
         """Called by the exchange once its last byte is written."""
@@ -254,40 +274,12 @@ class HTTP11Transport(asyncio.Protocol):
 
     # -- flow control ------------------------------------------------------------------------------------
 
-    def _pause_reading(self) -> None:
-        if not self._read_paused and not self.lost:
-            self._read_paused = True
-            self.transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self._read_paused and not self.lost:
-            self._read_paused = False
-            self.transport.resume_reading()
-
     def body_buffered(self, size: int) -> None:
         """The exchange reports how much unread body it holds."""
         if size > READ_HIGH_WATER:
             self._pause_reading()
         elif self._read_paused and size == 0:
             self._resume_reading()
-
-    async def drain(self) -> None:
-        """Wait until the transport's write buffer is below its high-water mark."""
-        if self.lost:
-            raise ClientDisconnected("client disconnected")
-        if not self.write_paused:
-            return
-        waiter = self.loop.create_future()
-        self._drain_waiters.append(waiter)
-        await waiter
-        if self.lost:
-            raise ClientDisconnected("client disconnected")
-
-    def _wake_drain(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     # -- deadlines ---------------------------------------------------------------------------------------
 

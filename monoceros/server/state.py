@@ -11,18 +11,31 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import Config
 from ..protocols.http11 import Limits
 
 if TYPE_CHECKING:
     from ..adapters.exchange import Exchange
+    from ..adapters.websocket_channel import WebSocketChannel
     from ..logs import AccessLogger
-    from .http11 import HTTP11Transport
     from .proxy import ProxyTrust
 
 Handler = Callable[["Exchange"], Coroutine[Any, Any, None]]
+WebSocketHandler = Callable[["WebSocketChannel"], Coroutine[Any, Any, None]]
+
+
+class Connection(Protocol):
+    """What the worker needs of any open connection, to count it and to stop it gracefully."""
+
+    transport: asyncio.Transport
+    lost: bool
+
+    @property
+    def busy(self) -> bool: ...
+
+    def shutdown(self) -> None: ...
 
 
 class ServerState:
@@ -51,7 +64,12 @@ class ServerState:
         self.keep_alive = config.keep_alive
         self.header_timeout = config.header_timeout
         self.limit_concurrency = config.limit_concurrency
-        self.connections: set[HTTP11Transport] = set()
+        self.connections: set[Connection] = set()
+        # WebSocket: the handler (None when not served), why not, and the close code a graceful stop sends
+        # (1001 going away; the worker switches to 1012 service restart when a reload retires it).
+        self.ws_handler: WebSocketHandler | None = None
+        self.ws_unavailable = "WebSocket is not served here"
+        self.ws_shutdown_code = 1001
         self.shutting_down = False
         self.requests_served = 0
         self._server_header = b"server: monoceros\r\n" if config.server_header else b""

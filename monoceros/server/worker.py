@@ -20,7 +20,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..adapters.asgi_http import ASGIHTTPHandler, asgi2_to_asgi3
+from ..adapters.asgi_http import ASGIApp, ASGIHTTPHandler, asgi2_to_asgi3
+from ..adapters.asgi_websocket import ASGIWebSocketHandler
 from ..adapters.lifespan import Lifespan
 from ..config import Config
 from ..logs import AccessLogger, reopen_log_files
@@ -83,6 +84,7 @@ class Worker:
         self.link = link
         self.state: ServerState | None = None
         self.lifespan: Lifespan | None = None
+        self._asgi_app: ASGIApp | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._stop: asyncio.Event | None = None
         self._force = False
@@ -110,6 +112,7 @@ class Worker:
         handler = self._make_handler(app, interface, loop)
         proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         state = self.state = ServerState(config, loop, handler, AccessLogger(config), proxy)
+        self._serve_websocket(state, interface)
         ssl_context = create_ssl_context(config)
         sockets = self.sockets if self.sockets is not None else self._bind()
         try:
@@ -151,8 +154,24 @@ class Worker:
             return wsgi
         if interface == "asgi2":
             app = asgi2_to_asgi3(app)
+        self._asgi_app = app
         self.lifespan = Lifespan(app, self.config.lifespan)
         return ASGIHTTPHandler(app, self.config, self.lifespan.state)
+
+    def _serve_websocket(self, state: ServerState, interface: str) -> None:
+        if interface == "wsgi":
+            state.ws_unavailable = "WebSocket needs an ASGI application; this one is WSGI"
+        elif self.config.ws == "none":
+            state.ws_unavailable = "WebSocket is turned off (--ws none)"
+        else:
+            assert self.lifespan is not None and self._asgi_app is not None
+            state.ws_handler = ASGIWebSocketHandler(self._asgi_app, self.config, self.lifespan.state)
+
+    def restarting(self) -> None:
+        """This worker stops because it is being replaced (a reload or a recycle), not because the server is
+        going away: open WebSockets are closed with 1012 (service restart), which tells clients to reconnect."""
+        if self.state is not None:
+            self.state.ws_shutdown_code = 1012
 
     def _bind(self) -> list[socket.socket]:
         inherited = inherited_sockets()  # systemd socket activation

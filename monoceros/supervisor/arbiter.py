@@ -37,7 +37,7 @@ from ..errors import AppLoadError, ConfigError
 from ..logs import configure_logging, reopen_log_files
 from ..server.app_loader import load_app
 from ..server.listeners import create_socket, inherited_sockets, specs_from_config
-from .board import Board
+from .board import RESTART, Board
 from .child import run_worker
 from .health import WorkerInfo, became_ready, describe_exit, escalation, heartbeat_overdue, recycle_reason
 from .modules import ModuleSnapshot
@@ -352,6 +352,8 @@ class Arbiter:
             replaced = ready >= self.num_workers or info.retiring == "scaled down"
             if info.retiring and info.stop_sent is None and replaced:
                 info.stop_sent = now
+                if info.retiring != "scaled down" and self._stopping_since is None:
+                    self.board.order(info.slot, RESTART)
                 self._signal(info, signal.SIGTERM)
 
     def _announce(self) -> None:

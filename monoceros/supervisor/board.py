@@ -19,7 +19,10 @@ from typing import NamedTuple
 
 BOOTING, READY, STOPPING = 0, 1, 2
 
-_SLOT = struct.Struct("=dII")  # heartbeat time, state, requests served
+_BEAT = struct.Struct("=dII")  # written by the worker: heartbeat time, state, requests served
+_ORDER = struct.Struct("=I")  # written by the master: why it will stop this worker (NONE or RESTART)
+_SLOT_SIZE = _BEAT.size + _ORDER.size
+NONE, RESTART = 0, 1
 MAX_SLOTS = 4096
 
 
@@ -36,7 +39,7 @@ class Board:
 
     def __init__(self, slots: int = MAX_SLOTS) -> None:
         self.slots = slots
-        self._mem = mmap.mmap(-1, _SLOT.size * slots)
+        self._mem = mmap.mmap(-1, _SLOT_SIZE * slots)
         self._free = list(range(slots - 1, -1, -1))
 
     def allocate(self) -> int:
@@ -45,6 +48,7 @@ class Board:
             raise RuntimeError(f"more than {self.slots} workers")
         slot = self._free.pop()
         self.write(slot, BOOTING, 0)
+        self.order(slot, NONE)
         return slot
 
     def release(self, slot: int) -> None:
@@ -52,7 +56,15 @@ class Board:
 
     def write(self, slot: int, state: int, requests: int) -> None:
         """Called by the worker owning ``slot``: one heartbeat."""
-        _SLOT.pack_into(self._mem, slot * _SLOT.size, time.monotonic(), state, requests & 0xFFFFFFFF)
+        _BEAT.pack_into(self._mem, slot * _SLOT_SIZE, time.monotonic(), state, requests & 0xFFFFFFFF)
 
     def read(self, slot: int) -> Slot:
-        return Slot(*_SLOT.unpack_from(self._mem, slot * _SLOT.size))
+        return Slot(*_BEAT.unpack_from(self._mem, slot * _SLOT_SIZE))
+
+    def order(self, slot: int, order: int) -> None:
+        """Called by the master before it stops a worker: RESTART when a replacement takes its place (a
+        reload or a recycle), so the worker tells its WebSocket clients 1012 rather than 1001."""
+        _ORDER.pack_into(self._mem, slot * _SLOT_SIZE + _BEAT.size, order)
+
+    def ordered(self, slot: int) -> int:
+        return int(_ORDER.unpack_from(self._mem, slot * _SLOT_SIZE + _BEAT.size)[0])

@@ -21,7 +21,7 @@ from .. import exitcodes
 from ..errors import MonocerosError
 from ..server.listeners import create_socket, specs_from_config
 from ..server.worker import Worker
-from .board import READY, STOPPING, Board
+from .board import READY, RESTART, STOPPING, Board
 from .process import die_with_parent, drop_privileges, set_title
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ class BoardLink:
             worker.stop(graceful=True)
 
     def stopping(self, worker: Worker) -> None:
+        if self.board.ordered(self.slot) == RESTART:
+            worker.restarting()
         self._state = STOPPING
         self.tick(worker)
 

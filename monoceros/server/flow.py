@@ -1,0 +1,60 @@
+"""Flow control for an asyncio protocol: pause reading when the app falls behind, wait for drain when the
+client does. Shared by the HTTP/1.1 and WebSocket connection drivers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..errors import ClientDisconnected
+
+
+class FlowControl:
+    """Mixed into an ``asyncio.Protocol`` that sets ``transport``, ``loop`` and ``lost``."""
+
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    lost: bool
+
+    def __init__(self) -> None:
+        self.write_paused = False
+        self._read_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def read_paused(self) -> bool:
+        return self._read_paused
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and not self.lost:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and not self.lost:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if self.lost:
+            raise ClientDisconnected("client disconnected")
+        if not self.write_paused:
+            return
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+        if self.lost:
+            raise ClientDisconnected("client disconnected")
+
+    def _wake_drain(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
