@@ -56,6 +56,17 @@ def test_graceful_shutdown(serve: ServerFactory, sig: signal.Signals) -> None:
     assert "Traceback" not in out
 
 
+def test_work_after_the_response_finishes_within_the_graceful_timeout(serve: ServerFactory) -> None:
+    """The connection is done when the response is, but the app is not: the stop waits for it too."""
+    server = serve("asgi_apps:app")
+    response = httpx.get(server.url + "/background?s=0.7&id=bg", headers={"connection": "close"})
+    assert response.content == b"answered"
+    server.wait_record("background-started-bg")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(10) == 0
+    assert server.record("background-done-bg").exists()
+
+
 @pytest.mark.parametrize("sig", SIGNALS)
 def test_graceful_timeout_cuts_long_requests(serve: ServerFactory, sig: signal.Signals) -> None:
     server = serve("asgi_apps:app", "--graceful-timeout", "0.5")

@@ -264,9 +264,11 @@ class Worker:
         if in_flight:
             log.info("Waiting for %d in-flight request(s) to finish", in_flight)
         # Every connection closes by itself: busy ones after their response, idle ones after a short grace.
-        while state.connections and loop.time() < deadline and not self._force:
+        # An app may still be running after its connection is gone (clean-up after a WebSocket disconnect,
+        # background work after the response): it gets the same deadline.
+        while (state.connections or _app_tasks(state)) and loop.time() < deadline and not self._force:
             await asyncio.sleep(DRAIN_POLL)
-        left = state.in_flight()
+        left = max(state.in_flight(), len(_app_tasks(state)))
         if left:
             log.warning("Graceful timeout: cutting %d request(s) still in flight", left)
         for conn in list(state.connections):
@@ -277,6 +279,13 @@ class Worker:
             await self.lifespan.shutdown()
         await _cancel_remaining()
         log.info("Shutdown complete")
+
+
+def _app_tasks(state: ServerState) -> list[asyncio.Task[Any]]:
+    """The tasks running the app for a request or a WebSocket. Found by their coroutine's code rather than
+    kept in a set, so that the hot path pays nothing for a question only a shutdown asks."""
+    codes = {getattr(type(h).__call__, "__code__", None) for h in (state.handler, state.ws_handler)} - {None}
+    return [t for t in asyncio.all_tasks() if not t.done() and getattr(t.get_coro(), "cr_code", None) in codes]
 
 
 async def _cancel_remaining() -> None:

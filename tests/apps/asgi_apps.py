@@ -12,7 +12,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
-from e2e_record import exists, record
+from e2e_record import exists, jsonable, record
 
 Scope = dict[str, Any]
 
@@ -47,25 +47,13 @@ async def _json(send: Any, value: Any) -> None:
     await _respond(send, json.dumps(value).encode(), content_type=b"application/json")
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)
-
-
 # -- endpoints ----------------------------------------------------------------------------------------------
 
 
 async def scope_view(scope: Scope, receive: Any, send: Any) -> None:
     """The whole scope as JSON (bytes as latin-1 text), plus the size of the body."""
     body = await _read_body(receive)
-    view = {key: _jsonable(value) for key, value in scope.items()}
+    view = {key: jsonable(value) for key, value in scope.items()}
     view["raw_path_type"] = type(scope["raw_path"]).__name__
     view["query_string_type"] = type(scope["query_string"]).__name__
     view["header_types"] = sorted({type(n).__name__ + "/" + type(v).__name__ for n, v in scope["headers"]})
@@ -125,6 +113,15 @@ async def slow(scope: Scope, receive: Any, send: Any) -> None:
     await asyncio.sleep(float(query.get("s", "1")))
     await _respond(send, b"slept")
     record(f"slow-done-{query.get('id', '')}")
+
+
+async def background(scope: Scope, receive: Any, send: Any) -> None:
+    """Answers at once, then goes on working, as a Starlette BackgroundTask does after the response."""
+    ident = _query(scope).get("id", "")
+    await _respond(send, b"answered")
+    record(f"background-started-{ident}")
+    await asyncio.sleep(float(_query(scope).get("s", "0.7")))
+    record(f"background-done-{ident}")
 
 
 async def disconnect(scope: Scope, receive: Any, send: Any) -> None:
@@ -231,6 +228,7 @@ ROUTES = {
     "/read": read,
     "/noread": noread,
     "/slow": slow,
+    "/background": background,
     "/disconnect": disconnect,
     "/raise-before": raise_before,
     "/raise-after": raise_after,

@@ -8,6 +8,7 @@ rename), so a test never reads half a record.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def record_path(name: str) -> str:
@@ -25,3 +26,16 @@ def record(name: str, text: str = "") -> None:
 
 def exists(name: str) -> bool:
     return os.path.exists(record_path(name))
+
+
+def jsonable(value: Any) -> Any:
+    """What the apps put in a scope, as JSON can carry it (bytes as latin-1)."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)

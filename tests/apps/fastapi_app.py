@@ -1,5 +1,6 @@
 """A FastAPI app for the end-to-end suite: JSON, path parameters, uploads, streaming, background tasks,
-and a lifespan that hands state to every request."""
+a lifespan that hands state to every request, and WebSocket endpoints under /ws/ (they record the disconnect
+as ``ws-disconnect-<id>``)."""
 
 import asyncio
 import hashlib
@@ -8,9 +9,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from e2e_record import record
-from fastapi import BackgroundTasks, FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi import BackgroundTasks, FastAPI, Header, Request, WebSocket, WebSocketException, status
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
+from starlette_app import until_disconnect
 
 
 @asynccontextmanager
@@ -63,3 +65,59 @@ async def background(name: str, tasks: BackgroundTasks) -> dict[str, str]:
 @app.get("/state")
 async def state(request: Request) -> dict[str, str]:
     return {"greeting": request.state.greeting}
+
+
+# -- WebSocket ---------------------------------------------------------------------------------------------
+
+
+@app.websocket("/ws/echo")
+async def ws_echo(websocket: WebSocket, id: str = "") -> None:
+    await websocket.accept()
+    await until_disconnect(websocket, id, echo=True)
+
+
+@app.websocket("/ws/scope")
+async def ws_scope(websocket: WebSocket, id: str = "", x_token: str | None = Header(default=None)) -> None:
+    await websocket.accept()
+    await websocket.send_json(
+        {
+            "type": websocket.scope["type"],
+            "scheme": websocket.url.scheme,
+            "path": websocket.url.path,
+            "query": dict(websocket.query_params),
+            "token": x_token,
+            "client_host": websocket.client.host if websocket.client else None,
+            "subprotocols": websocket.scope["subprotocols"],
+        }
+    )
+    await until_disconnect(websocket, id, echo=False)
+
+
+@app.websocket("/ws/protocols")
+async def ws_protocols(websocket: WebSocket, id: str = "") -> None:
+    offered = websocket.scope["subprotocols"]
+    await websocket.accept(subprotocol="b" if "b" in offered else None, headers=[(b"x-ws-extra", b"fastapi")])
+    await websocket.send_json(offered)
+    await until_disconnect(websocket, id, echo=True)
+
+
+@app.websocket("/ws/close")
+async def ws_close(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.close(code=4001, reason="bye from the app")
+
+
+@app.websocket("/ws/deny")
+async def ws_deny(websocket: WebSocket) -> None:
+    raise WebSocketException(code=status.WS_1008_POLICY_VIOLATION)  # before accept: the handshake is denied
+
+
+@app.websocket("/ws/deny-response")
+async def ws_deny_response(websocket: WebSocket) -> None:
+    response = PlainTextResponse("go away", status_code=401, headers={"www-authenticate": "Bearer"})
+    await websocket.send_denial_response(response)
+
+
+@app.websocket("/ws/raise")
+async def ws_raise(websocket: WebSocket) -> None:
+    raise RuntimeError("fastapi ws boom before accept")
