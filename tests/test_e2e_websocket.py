@@ -531,6 +531,18 @@ def test_oversized_message_closes_with_1009(small: ServerProcess) -> None:
         assert ws.recv(timeout=5) == "fine"
 
 
+def test_a_close_between_fragments_is_a_normal_close(server: ServerProcess) -> None:
+    """RFC 6455 §5.4 allows a control frame between fragments; a close there ends the connection cleanly and
+    drops the unfinished message (Autobahn 7.1.5), where the websockets library alone would answer 1002."""
+    with Wire(server.connect()) as w:
+        handshake(w, "/echo?id=close-mid-message")
+        w.send(encode_frame(TEXT, b"fragment1", fin=False) + close_frame(1000) + encode_frame(CONTINUATION, b"2"))
+        frames, _ = frames_until_eof(w, 3)
+    assert [f.opcode for f in frames] == [CLOSE]
+    assert parse_close(frames[0].payload) == (1000, "")
+    assert disconnect_of(server, "close-mid-message") == (1000, "")
+
+
 def test_fragmented_message_over_the_limit_in_total(small: ServerProcess) -> None:
     with Wire(small.connect()) as w:
         handshake(w, "/echo?id=fragments-too-big")

@@ -77,6 +77,16 @@ def deflate_factory() -> ServerExtensionFactory:
     )
 
 
+class _ServerProtocol(ServerProtocol):
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
+            # RFC 6455 §5.4 lets control frames come between the fragments of a message, and a close there
+            # ends the connection and the unfinished message with it: a normal close (Autobahn 7.1.5), where
+            # websockets would fail the connection with 1002.
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 class WebSocketConnection(FlowControl, asyncio.Protocol):
     """One WebSocket on an HTTP/1.1 connection; the channel its app handler talks to."""
 
@@ -120,7 +130,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         self._started = time.time()
         self._clock = time.perf_counter()
         extensions = [deflate_factory()] if config.ws_per_message_deflate else None
-        self.ws = ServerProtocol(extensions=extensions, max_size=config.ws_max_size, logger=_protocol_log)
+        self.ws = _ServerProtocol(extensions=extensions, max_size=config.ws_max_size, logger=_protocol_log)
 
     # -- the opening handshake ---------------------------------------------------------------------------
 
