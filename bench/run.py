@@ -31,6 +31,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -92,11 +93,11 @@ def ensure_peers(venv: Path, reinstall: bool) -> None:
     subprocess.run([str(py), "-c", PEER_IMPORTS], check=True, timeout=120)
 
 
-def peer_versions(venv: Path) -> dict[str, str]:
+def peer_versions(venv: Path, dists: list[str] = PEER_DISTS) -> dict[str, str]:
     code = (
         "import importlib.metadata as m, json, sys\n"
         "out = {}\n"
-        f"for d in {PEER_DISTS!r}:\n"
+        f"for d in {dists!r}:\n"
         "    try: out[d] = m.version(d)\n"
         "    except m.PackageNotFoundError: pass\n"
         "print(json.dumps(out))"
@@ -125,8 +126,9 @@ def local_versions() -> dict[str, str]:
         out["monoceros_git"] = rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
-    out["wrk"] = (wrk.stdout + wrk.stderr).split("\n")[0].strip()
+    if shutil.which("wrk"):  # bench/ws_echo.py does not need it
+        wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
+        out["wrk"] = (wrk.stdout + wrk.stderr).split("\n")[0].strip()
     return out
 
 
@@ -202,10 +204,11 @@ class RSSSampler(threading.Thread):
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def wait_for_port(proc: subprocess.Popen, port: int, timeout: float) -> str | None:
+def wait_for_port(proc: subprocess.Popen[bytes], port: int, timeout: float) -> str | None:
     """None once the port accepts, else why not."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -271,7 +274,7 @@ def wrk_command(scenario: Scenario, port: int, seconds: int, client_core: int) -
     return [*cmd, f"http://{HOST}:{port}{scenario.path}"]
 
 
-def run_wrk(scenario: Scenario, port: int, seconds: int, client_core: int) -> dict:
+def run_wrk(scenario: Scenario, port: int, seconds: int, client_core: int) -> dict[str, Any]:
     cmd = wrk_command(scenario, port, seconds, client_core)
     env = dict(os.environ, BENCH_POST_BYTES=str(scenario.post_bytes))
     try:
@@ -280,7 +283,7 @@ def run_wrk(scenario: Scenario, port: int, seconds: int, client_core: int) -> di
         return {"failed": f"wrk did not finish within {seconds + 30}s"}
     for line in res.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
-            out = json.loads(line[len("BENCH_JSON ") :])
+            out: dict[str, Any] = json.loads(line[len("BENCH_JSON ") :])
             out["non2xx"] = out.pop("status")  # wrk: answers with a status outside 2xx/3xx
             out["socket_errors"] = out["connect"] + out["read"] + out["write"] + out["timeout"]
             out["errors"] = out["socket_errors"] + out["non2xx"]
@@ -289,7 +292,7 @@ def run_wrk(scenario: Scenario, port: int, seconds: int, client_core: int) -> di
     return {"failed": f"wrk exited {res.returncode} without a result: {(res.stdout + res.stderr)[-500:]!r}"}
 
 
-def stop_server(proc: subprocess.Popen) -> str:
+def stop_server(proc: subprocess.Popen[bytes]) -> str:
     """SIGTERM the server, SIGKILL its whole process group if it lingers; say how it ended."""
     how = "SIGTERM"
     if proc.poll() is None:
@@ -312,14 +315,14 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def run_one(server: Server, scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -> dict:
+def run_one(server: Server, scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -> dict[str, Any]:
     port = free_port()
     command = command_for(server, scenario).format(
         python=shlex.quote(sys.executable), peers=shlex.quote(str(args.peers_venv / "bin")), port=port
     )
     cwd = BENCH / server.cwd
     argv = ["taskset", "-c", str(args.server_core), *shlex.split(command)]
-    result: dict = {
+    result: dict[str, Any] = {
         "server": server.name,
         "scenario": scenario.name,
         "command": f"cd {os.path.relpath(cwd, REPO)} && taskset -c {args.server_core} {command}",
@@ -389,7 +392,7 @@ def run_one(server: Server, scenario: Scenario, args: argparse.Namespace, logs_d
             result["log_tail"] = tail
 
 
-def summarise(result: dict) -> None:
+def summarise(result: dict[str, Any]) -> None:
     reps = [r for r in result.get("repeats", []) if "failed" not in r]
     if not reps:
         result["errors"] = 0
@@ -402,7 +405,7 @@ def summarise(result: dict) -> None:
         result[key] = sum(r[key] for r in reps)
 
 
-def describe_errors(result: dict) -> str:
+def describe_errors(result: dict[str, Any]) -> str:
     parts = []
     for label, src in (("measured", result), ("warm-up", result.get("warmup", {}))):
         if src.get("errors"):
@@ -428,7 +431,7 @@ def mib(kib: int | None) -> str:
     return "-" if not kib else f"{kib / 1024:.1f}"
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict[str, Any]) -> str:
     meta, results = report["meta"], report["results"]
     by_key = {(r["scenario"], r["server"]): r for r in results}
     scenarios = [s for s in SCENARIOS if s.name in meta["scenarios"]]
@@ -523,21 +526,12 @@ def markdown(report: dict) -> str:
                 f"| {ratio(r.get('rss_peak_kib'), uv.get('rss_peak_kib'))} "
                 f"| {ratio(r.get('rss_peak_kib'), gr.get('rss_peak_kib'))} |"
             )
-    problems = [r for r in results if r["status"] != "ok"]
     out.append("")
     out.append("## Failures and errors")
     out.append("")
-    if not problems:
-        out.append("None: every server started, answered its check request, and ran without errors.")
-    for r in problems:
-        out.append(
-            f"- **{r['server']} / {r['scenario']}**: {r['status']}: {r.get('reason', '')} (log: `{r.get('log', '')}`)"
-        )
-        if r.get("log_tail"):
-            out.append("")
-            out.append("  ```")
-            out.extend("  " + line for line in r["log_tail"].splitlines()[-15:])
-            out.append("  ```")
+    out.extend(
+        failures(results, "scenario", "None: every server started, answered its check request, and ran without errors.")
+    )
     out.append("")
     out.append("## Servers and commands")
     out.append("")
@@ -565,11 +559,25 @@ def markdown(report: dict) -> str:
     return "\n".join(out)
 
 
+def failures(results: list[dict[str, Any]], case: str, none: str) -> list[str]:
+    """A report's failures: each failed server and `case` (its scenario or mode), why, and its log's tail."""
+    problems = [r for r in results if r["status"] != "ok"]
+    out = [] if problems else [none]
+    for r in problems:
+        out.append(f"- **{r['server']} / {r[case]}**: {r['status']}: {r.get('reason', '')} (log: `{r.get('log', '')}`)")
+        if r.get("log_tail"):
+            out.append("")
+            out.append("  ```")
+            out.extend("  " + line for line in r["log_tail"].splitlines()[-15:])
+            out.append("  ```")
+    return out
+
+
 def fmt_rps(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
-def status_cell(r: dict) -> str:
+def status_cell(r: dict[str, Any]) -> str:
     if r["status"] == "failed":
         return "FAILED"
     errs = r.get("errors", 0) + r.get("warmup", {}).get("errors", 0)
@@ -726,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     return write_report({"meta": meta, "results": results}, args.out, args.peers_venv)
 
 
-def write_report(report: dict, out: Path, venv: Path) -> int:
+def write_report(report: dict[str, Any], out: Path, venv: Path) -> int:
     """Write results.{json,md,png} into out, print the Markdown; 1 if any server failed or had errors."""
     meta, results = report["meta"], report["results"]
     json_path, md_path, png_path = out / "results.json", out / "results.md", out / "results.png"

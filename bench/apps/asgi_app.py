@@ -1,4 +1,5 @@
-"""ASGI 3 bench app (stdlib only). Behaviour is documented in common.py."""
+"""ASGI 3 bench app (stdlib only). HTTP behaviour is documented in common.py; a WebSocket on any path
+echoes every message back as it came (bench/ws_echo.py)."""
 
 from common import HELLO, NOT_FOUND, STREAM_CHUNK, STREAM_CHUNKS, json_document
 
@@ -27,9 +28,30 @@ async def read_body(receive):
     return b"".join(chunks)
 
 
+async def ws_echo(receive, send):
+    """Accept, then send every text or bytes message back unchanged until the client leaves: the least
+    app work a WebSocket can do, so the server's own framing and ASGI plumbing is what gets measured."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        text = message.get("text")
+        if text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         await lifespan(receive, send)
+        return
+    if scope["type"] == "websocket":
+        await ws_echo(receive, send)
         return
     if scope["type"] != "http":
         return
