@@ -36,6 +36,7 @@ from ws_support import (
     handshake,
     new_key,
     parse_close,
+    read_data,
     read_json_record,
     read_message,
     response_headers,
@@ -529,6 +530,16 @@ def test_oversized_message_closes_with_1009(small: ServerProcess) -> None:
     with client(small, "/echo?id=after-too-big") as ws:  # the server goes on serving
         ws.send("fine")
         assert ws.recv(timeout=5) == "fine"
+
+
+def test_an_answer_leaves_at_once_even_while_more_messages_wait(server: ServerProcess) -> None:
+    """Answers to queued messages are written together, but never held for an app that stops reading."""
+    with Wire(server.connect()) as w:
+        handshake(w, "/reply-then-sleep?id=coalesce")
+        w.send(b"".join(encode_frame(TEXT, b"m%d" % i) for i in range(5)))  # five messages in one write
+        started = time.monotonic()
+        assert read_data(w) == (TEXT, b"reply to m0")
+        assert time.monotonic() - started < 1.0  # not after the app's 3 s sleep
 
 
 def test_a_close_between_fragments_is_a_normal_close(server: ServerProcess) -> None:

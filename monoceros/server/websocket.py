@@ -60,6 +60,7 @@ log = logging.getLogger("monoceros.error")
 _protocol_log = logging.getLogger("monoceros.websocket")
 _protocol_log.setLevel(logging.WARNING)
 
+COALESCE_FRAMES = 64  # most outgoing frames held back to leave in one write (see send)
 EARLY_LIMIT = 65536  # bytes a client may send before the handshake completes before reading pauses
 GOING_AWAY, SERVICE_RESTART = 1001, 1012
 _ABNORMAL = Closed(1006, "")
@@ -123,6 +124,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping_payload = b""
         self._close_timer: asyncio.TimerHandle | None = None
+        self._flush_soon = False
         self._task: asyncio.Task[None] | None = None
         self._accepted = False
         self._denied = False
@@ -314,6 +316,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
                 return message
             if self._closed is not None:
                 return self._closed
+            if self.ws.writes:
+                self._flush()  # answers coalesced while the queue was being worked through
             waiter = self._receiver = self.loop.create_future()
             try:
                 await waiter
@@ -366,9 +370,21 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
             ws.send_text(data.encode())
         else:
             ws.send_binary(data)  # type: ignore[arg-type]
+        if self._messages and len(ws.writes) < COALESCE_FRAMES and not self.write_paused:
+            # More messages are waiting for the app, which will answer them in this same step (receive does
+            # not suspend while the queue has some): write all the answers at once, when it has caught up.
+            if not self._flush_soon:
+                self._flush_soon = True
+                self.loop.call_soon(self._deferred_flush)
+            return
         self._flush()
         if self.write_paused:
             await self.drain()
+
+    def _deferred_flush(self) -> None:
+        self._flush_soon = False
+        if self.ws.writes:
+            self._flush()
 
     async def close(self, code: int, reason: str) -> None:
         ws = self.ws

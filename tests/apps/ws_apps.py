@@ -114,6 +114,11 @@ async def websocket(scope: Scope, receive: Any, send: Any) -> None:
             message["reason"] = query["reason"]
         await send(message)
         await _until_disconnect(receive, ident)
+    elif path == "/reply-then-sleep":  # answers the first message, then does not read for a while
+        first = await receive()
+        await send({"type": "websocket.send", "text": "reply to " + first["text"]})
+        await asyncio.sleep(3)
+        await _until_disconnect(receive, ident, echo=send)
     elif path == "/raise-after":
         raise RuntimeError("ws boom after accept")
     elif path == "/return-after":
