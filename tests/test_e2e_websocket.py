@@ -418,6 +418,8 @@ def test_wsgi_app_refuses_the_upgrade_with_400(serve: ServerFactory) -> None:
     assert denied(flask, "/ws").status_code == 400
     assert httpx.get(flask.url + "/", timeout=5).text == "flask ok"
     assert httpx.get(flask.url + "/ws", timeout=5).text == "flask served the upgrade request"
+    out = flask.output()
+    assert out.count("Refusing WebSocket upgrade requests with 400: WebSocket needs an ASGI application") == 1
 
 
 def test_ws_none_refuses_the_upgrade_with_400(serve: ServerFactory) -> None:

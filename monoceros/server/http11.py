@@ -216,6 +216,9 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
         self._pending.clear()
         handler = self.state.ws_handler
         if handler is None:
+            if not self.state.ws_refusal_logged:
+                self.state.ws_refusal_logged = True  # once per worker: a client may retry in a loop
+                log.warning("Refusing WebSocket upgrade requests with 400: %s", self.state.ws_unavailable)
             self._send_error(400, self.state.ws_unavailable)
             return
         from .websocket import WebSocketConnection

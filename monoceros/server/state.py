@@ -69,6 +69,7 @@ class ServerState:
         # (1001 going away; the worker switches to 1012 service restart when a reload retires it).
         self.ws_handler: WebSocketHandler | None = None
         self.ws_unavailable = "WebSocket is not served here"
+        self.ws_refusal_logged = False
         self.ws_shutdown_code = 1001
         self.shutting_down = False
         self.requests_served = 0
