@@ -156,7 +156,7 @@ class WSGIHandler:
         request = exchange.request
         env = self._template.copy()
         raw_path = request.path
-        path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("latin-1")
+        path = (unquote_to_bytes(raw_path) if 0x25 in raw_path else raw_path).decode("latin-1")
         script_name = self._script_name
         if script_name and path.startswith(script_name):
             rest = path[len(script_name) :]
@@ -179,7 +179,7 @@ class WSGIHandler:
         for name, value in request.headers:
             key = names.get(name)
             if key is None:
-                if b"_" in name:
+                if 0x5F in name:  # "_", as an int: see protocols/http11.py _UNDERSCORE
                     continue  # see the module docstring: it could impersonate a dashed header
                 key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
                 if len(names) < _NAME_CACHE_MAX:
