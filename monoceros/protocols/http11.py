@@ -60,7 +60,6 @@ _STATUS_LINES = {s.value: _status_line(s.value) for s in HTTPStatus}
 # RFC 9110 §5.1: field-name is a token. Values may not hold CR, LF or NUL (response splitting).
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _BAD_VALUE = (0x0D, 0x0A, 0x00)  # CR, LF, NUL, as ints (see _UNDERSCORE)
-_OWS = (0x20, 0x09)
 # Byte membership is tested with an int: ``b"_" in name`` first tries the operand as an integer, and the
 # TypeError it formats and discards costs more than the search (8 % of a small request, three headers).
 _UNDERSCORE, _HASH = 0x5F, 0x23
@@ -224,7 +223,7 @@ class HTTP11Connection:
             # nginx drops these by default (underscores_in_headers off): in CGI and WSGI, "X_Foo" and
             # "X-Foo" both become HTTP_X_FOO, so a client could forge a header a proxy vouches for.
             return
-        if value and value[-1] in _OWS:
+        if value and value[-1] <= 0x20:  # llhttp (strict) lets no control byte but HTAB into a value
             value = value.rstrip(b" \t")  # RFC 9110 §5.5: trailing whitespace is not part of the value
         name = name.lower()
         if name in _FRAMING:
