@@ -534,6 +534,19 @@ def test_oversized_message_closes_with_1009(small: ServerProcess) -> None:
         assert ws.recv(timeout=5) == "fine"
 
 
+@pytest.mark.parametrize("proto", ["https", "wss"])
+def test_a_trusted_proxy_sets_client_and_scheme(serve: ServerFactory, proto: str) -> None:
+    """Behind a TLS-terminating proxy the app sees wss and the real client, as for HTTP."""
+    behind = serve("ws_apps:app", "--forwarded-allow-ips", "127.0.0.1")
+    extra = [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-Proto", proto)]
+    with Wire(behind.connect()) as w:
+        w.send(upgrade_request("/scope?id=proxied", key=new_key(), extra=extra))
+        assert w.read_response().status == 101
+        _, payload = read_message(w)
+    scope = json.loads(payload)
+    assert (scope["scheme"], scope["client"][0]) == ("wss", "203.0.113.9")
+
+
 def test_an_answer_leaves_at_once_even_while_more_messages_wait(server: ServerProcess) -> None:
     """Answers to queued messages are written together, but never held for an app that stops reading."""
     with Wire(server.connect()) as w:

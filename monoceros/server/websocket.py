@@ -100,10 +100,10 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         self.request = request
         self.client = http.client
         self.server = http.server
-        scheme = http.scheme
-        if state.proxy is not None:
+        scheme = "wss" if http.scheme == "https" else "ws"
+        if state.proxy is not None:  # X-Forwarded-Proto: https (or wss) makes it wss
             self.client, scheme = state.proxy.resolve(http.client, scheme, request.headers)
-        self.scheme = "wss" if scheme == "https" else "ws"
+        self.scheme = scheme
         self.extensions: dict[str, Any] = {"websocket.http.response": {}, **http.extensions}
         self.subprotocols: list[str] = []
         super().__init__()
