@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 The environ is built on the event loop; the app call, the iteration of its response
-and its ``close()`` all run in one pool thread (one ``run_in_executor`` hand-off per
-request). Requests past the pool size queue for a thread while the loop goes on
+and its ``close()`` all run in one pool thread (one hand-off to the pool per
+request, see thread_pool.py). Requests past the pool size queue for a thread while the loop goes on
 serving. From the thread, the request body is pulled and the response pushed through
 ``run_coroutine_threadsafe(...).result()``: the thread waits until the loop has done
 it, which is the backpressure both ways.
@@ -38,6 +38,7 @@ from .._version import __version__
 from ..config import Config
 from ..errors import ClientDisconnected
 from .exchange import Exchange, fail
+from .thread_pool import ThreadPool
 from .wsgi_input import (
     ErrorStream,
     FileWrapper,
@@ -71,9 +72,7 @@ class WSGIHandler:
     def __init__(self, app: WSGIApp, config: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.app = app
         self.loop = loop
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=config.threads, thread_name_prefix="monoceros-wsgi"
-        )
+        self.pool = ThreadPool(loop, config.threads, "monoceros-wsgi")
         self.inline = config.wsgi_mode == "inline"
         script_name = config.root_path.rstrip("/").encode("utf-8").decode("latin-1")
         self._script_name = script_name
@@ -97,7 +96,7 @@ class WSGIHandler:
             call.cancel()
             if call.task is not None:
                 call.task.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
     async def __call__(self, exchange: Exchange) -> None:
         call = _Call(self, exchange)
@@ -121,7 +120,7 @@ class WSGIHandler:
                     await exchange.sendfile(*call.file_span)
                     body = None
             else:
-                body = await self.loop.run_in_executor(self.executor, call.run)
+                body = await self.pool.run(call.run)
                 call.flush()  # what the thread queued last, before the final piece
             if body is not None:
                 if not exchange.response_started:
