@@ -71,6 +71,8 @@ _FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect
 # each is checked (RFC 9110 §5) and formatted once. Bounded; cleared when full (varying values churn it).
 _LINES: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
 _LINES_MAX = 2048
+# Chunk-size lines by size: a streamed response repeats the same few sizes (16 KiB pieces, say).
+_CHUNK_LINES: dict[int, bytes] = {}
 # The names response_head does more with than copy the line.
 _SPECIAL_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server"))
 
@@ -406,7 +408,13 @@ class HTTP11Connection:
     def response_body_parts(self, data: bytes) -> tuple[bytes, ...]:
         """As :meth:`response_body`, in pieces for ``writelines``, so a large chunk is never copied to frame it."""
         if self._chunked and data and not self._no_body:
-            return (b"%x\r\n" % len(data), data, b"\r\n")
+            size = len(data)
+            line = _CHUNK_LINES.get(size)
+            if line is None:
+                if len(_CHUNK_LINES) >= _LINES_MAX:
+                    _CHUNK_LINES.clear()
+                line = _CHUNK_LINES[size] = b"%x\r\n" % size
+            return (line, data, b"\r\n")
         return (self.response_body(data),)
 
     def response_end(self) -> bytes:
