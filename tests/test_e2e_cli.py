@@ -7,6 +7,7 @@ import socket
 
 import httpx
 from server_process import ServerFactory
+from websockets.sync.client import connect
 
 from monoceros import __version__
 
@@ -23,6 +24,12 @@ def test_no_app_serves_the_demo(serve: ServerFactory) -> None:
     assert echo["method"] == "POST"
     assert echo["query_string"] == "x=1"
     assert httpx.get(server.url + "/missing").status_code == 404
+    assert f"<code>ws://{server.host}:{server.port}/ws</code> echoes every message" in page.text
+    with connect(f"ws://{server.host}:{server.port}/ws", proxy=None, open_timeout=5) as ws:
+        ws.send("hello demo")
+        assert ws.recv(timeout=5) == "hello demo"
+        ws.send(b"\x00bytes")
+        assert ws.recv(timeout=5) == b"\x00bytes"
     assert server.stop() == 0
 
 

@@ -2,7 +2,8 @@
 
 ``/`` shows the server version, the interface and protocol, and the request as the
 server parsed it. ``/echo`` answers any method with a JSON description of the
-request, including its body, so it doubles as a smoke test for clients.
+request, including its body, so it doubles as a smoke test for clients. ``/ws`` is a
+WebSocket echo, which the page itself talks to.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ code{{background:#f3f3f3;padding:0 .2rem}}</style></head>
 <h2>Request headers</h2>
 <table>{headers}</table>
 <p>Try <code>curl -d hello {echo_url}</code> for the echo endpoint.</p>
+<h2>WebSocket</h2>
+<p><code>{ws_url}</code> echoes every message: <span id="ws">connecting…</span></p>
+<script>
+const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+ws.onopen = () => ws.send("hello over WebSocket");
+ws.onmessage = (e) => {{ document.getElementById("ws").textContent = "echoed: " + e.data; }};
+ws.onerror = () => {{ document.getElementById("ws").textContent = "could not connect"; }};
+</script>
 </body></html>
 """
 
@@ -61,6 +70,20 @@ async def _respond(send: Any, status: int, content_type: bytes, body: bytes) -> 
     await send({"type": "http.response.body", "body": body})
 
 
+async def _websocket_echo(receive: Any, send: Any) -> None:
+    """Accept, then send every message back as it came, until the client leaves."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The demo app."""
     if scope["type"] == "lifespan":
@@ -71,6 +94,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["type"] == "websocket":
+        await _websocket_echo(receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"][len(scope.get("root_path", "")) :] or "/"
@@ -93,6 +119,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _respond(send, 404, b"text/plain; charset=utf-8", b"Not Found\n")
         return
     host = dict(scope["headers"]).get(b"host", b"localhost").decode("latin-1")
+    ws_scheme = "wss" if scope["scheme"] == "https" else "ws"
     page = _PAGE.format(
         version=__version__,
         asgi=scope["asgi"].get("version", "3.0"),
@@ -106,5 +133,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             f"<tr><th>{html.escape(_text(k))}</th><td>{html.escape(_text(v))}</td></tr>" for k, v in scope["headers"]
         ),
         echo_url=html.escape(f"{scope['scheme']}://{host}/echo"),
+        ws_url=html.escape(f"{ws_scheme}://{host}/ws"),
     )
     await _respond(send, 200, b"text/html; charset=utf-8", page.encode())
