@@ -113,6 +113,33 @@ def check_header(name: bytes, value: bytes) -> None:
 class HTTP11Connection:
     """The server side of one HTTP/1.1 connection, as a sans-IO state machine."""
 
+    __slots__ = (
+        "_body_bytes",
+        "_chunked",
+        "_field_size",
+        "_fields_left",
+        "_framing",
+        "_head_bytes",
+        "_headers",
+        "_headers_done",
+        "_headers_max",
+        "_headers_size",
+        "_in_head",
+        "_input_closed",
+        "_last_request",
+        "_max_head",
+        "_no_body",
+        "_parser",
+        "_remaining",
+        "_request",
+        "_url",
+        "events",
+        "keep_alive",
+        "limits",
+        "upgrade_request",
+        "upgrade_tail",
+    )
+
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self.events: list[Event] = []

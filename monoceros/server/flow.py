@@ -11,6 +11,8 @@ from ..errors import ClientDisconnected
 class FlowControl:
     """Mixed into an ``asyncio.Protocol`` that sets ``transport``, ``loop`` and ``lost``."""
 
+    __slots__ = ("_drain_waiters", "_read_paused", "write_paused")
+
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     lost: bool

@@ -48,6 +48,27 @@ _INF = float("inf")
 class HTTP11Transport(FlowControl, asyncio.Protocol):
     """One client connection speaking HTTP/1.1."""
 
+    __slots__ = (
+        "_closing",
+        "_deadline",
+        "_deadline_kind",
+        "_error",
+        "_pending",
+        "_timer",
+        "_timer_when",
+        "client",
+        "exchange",
+        "extensions",
+        "h11",
+        "loop",
+        "lost",
+        "peer_eof",
+        "scheme",
+        "server",
+        "state",
+        "transport",
+    )
+
     def __init__(self, state: ServerState, scheme: str) -> None:
         super().__init__()
         self.state = state
