@@ -62,6 +62,7 @@ _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"
 _NAME_CACHE_MAX = 512
 OUTBOX_HIGH_WATER = 262144  # body bytes a pool thread may queue for the loop before it waits
 INLINE_BODY_MAX = 1 << 20  # inline mode holds request bodies up to this size before calling the app
+POOL_BODY_AHEAD = 65536  # the pool reads this much body ahead of the app: what READ_HIGH_WATER buffers anyway
 _DRAIN = object()  # inline: the client is behind; drain, then resume the iteration
 _FILE = object()  # inline: send call.file_span with sendfile, then close the iterable
 
@@ -104,10 +105,15 @@ class WSGIHandler:
         self._calls.add(call)
         try:
             prefix = b""
-            if self.inline and not exchange.request.expect_continue:
-                # (With Expect: 100-continue the pool keeps the rule that 100 goes out only if the app reads.)
-                prefix, call.inline = await _read_body(exchange)  # a body too large to hold: the pool
-            call.environ = self.environ(exchange, call, prefix, None if call.inline else call.receive)
+            complete = False
+            if not exchange.request.expect_continue:
+                # (With Expect: 100-continue the rule is that 100 goes out only if the app reads: no read-ahead.)
+                # Inline: the body is read before the call (a body too large to hold goes to the pool). Pool:
+                # a body that fits in what the connection buffers anyway is read first too, so the thread
+                # never waits on the loop for it (a round trip per piece otherwise).
+                prefix, complete = await _read_body(exchange, INLINE_BODY_MAX if self.inline else POOL_BODY_AHEAD)
+                call.inline = self.inline and complete
+            call.environ = self.environ(exchange, call, prefix, None if complete else call.receive)
             if call.inline:
                 body = call.run()
                 while body is _DRAIN:
@@ -492,10 +498,10 @@ class _Call:
         await exchange.sendfile(file, offset, count)
 
 
-async def _read_body(exchange: Exchange) -> tuple[bytes, bool]:
-    """Inline mode: the request body before the app runs (it must never wait on the network from the
-    loop thread). Returns the body and True, or what came so far and False once it outgrows
-    INLINE_BODY_MAX: that request then runs on the pool, streaming the rest."""
+async def _read_body(exchange: Exchange, limit: int) -> tuple[bytes, bool]:
+    """The request body before the app runs: inline, it must never wait on the network from the loop
+    thread; on the pool, it saves the thread a round trip to the loop per piece. Returns the body and True,
+    or what came so far and False once it outgrows ``limit``: the app then streams the rest."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -503,7 +509,7 @@ async def _read_body(exchange: Exchange) -> tuple[bytes, bool]:
         if data:
             chunks.append(data)
             size += len(data)
-        if not more or size > INLINE_BODY_MAX:
+        if not more or size > limit:
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             return body, not more
 
