@@ -2,7 +2,9 @@
 
 A bare asyncio.Protocol counts the request terminators (b"\\r\\n\\r\\n") in what it
 reads and writes one fixed response per terminator. It only suits GET requests
-without a body (scenarios a and b). If the request carries "Connection: close"
+without a body (scenarios a, b and e). For ``GET /stream`` (scenario e) the fixed
+response is the whole 1 MiB chunked body of the apps' stream, prebuilt, in one write:
+the most a server can do, so the scenario's limit shows (wrk and the loopback copy). If the request carries "Connection: close"
 (a plain substring check, not a parse) it answers with "Connection: close" and
 closes, so wrk opens a new connection per request as it does with real servers.
 
@@ -20,6 +22,11 @@ HEAD = b"HTTP/1.1 200 OK\r\nServer: ceiling\r\nContent-Type: text/plain\r\nConte
 KEEP_ALIVE_RESPONSE = HEAD + b"\r\n" + BODY
 CLOSE_RESPONSE = HEAD + b"Connection: close\r\n\r\n" + BODY
 TERMINATOR = b"\r\n\r\n"
+CHUNK = b"x" * (16 * 1024)  # as bench/apps/common.py STREAM_CHUNK, 64 of them
+STREAM_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: ceiling\r\nContent-Type: application/octet-stream\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n" + (b"4000\r\n" + CHUNK + b"\r\n") * 64 + b"0\r\n\r\n"
+)
 
 
 class Ceiling(asyncio.Protocol):
@@ -36,7 +43,9 @@ class Ceiling(asyncio.Protocol):
         self.tail = buf[-3:]
         if not count:
             return
-        if b"onnection: close" in buf:
+        if b"GET /stream" in buf:
+            self.transport.write(STREAM_RESPONSE * count)
+        elif b"onnection: close" in buf:
             self.transport.write(CLOSE_RESPONSE)
             self.transport.close()
         else:

@@ -220,7 +220,7 @@ SCENARIOS: list[Scenario] = [
         8,
         "1 MiB streamed in 16 KiB chunks (chunked), 8 connections",
         expect="stream",
-        servers=ASGI_PEERS,
+        servers=(*ASGI_PEERS, "ceiling"),
     ),
     Scenario(
         "e-stream-wsgi",
@@ -229,7 +229,7 @@ SCENARIOS: list[Scenario] = [
         8,
         "1 MiB streamed in 16 KiB chunks (chunked), 8 connections",
         expect="stream",
-        servers=WSGI_PEERS,
+        servers=(*WSGI_PEERS, "ceiling"),
     ),
 ]
 
