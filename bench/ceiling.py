@@ -3,10 +3,10 @@
 A bare asyncio.Protocol counts the request terminators (b"\\r\\n\\r\\n") in what it
 reads and writes one fixed response per terminator. It only suits GET requests
 without a body (scenarios a, b and e). For ``GET /stream`` (scenario e) the fixed
-response is the whole 1 MiB chunked body of the apps' stream, prebuilt, in one write:
-the most a server can do, so the scenario's limit shows (wrk and the loopback copy). If the request carries "Connection: close"
-(a plain substring check, not a parse) it answers with "Connection: close" and
-closes, so wrk opens a new connection per request as it does with real servers.
+response is the apps' whole 1 MiB chunked body, prebuilt, sent in one write. If the
+request carries "Connection: close" (a plain substring check, not a parse) it
+answers with "Connection: close" and closes, so wrk opens a new connection per
+request as it does with real servers.
 
     python bench/ceiling.py --host 127.0.0.1 --port 8000
 """
