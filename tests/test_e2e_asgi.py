@@ -89,6 +89,36 @@ def test_root_path_is_part_of_path(serve: ServerFactory) -> None:
 # -- request body messages ------------------------------------------------------------------------------------
 
 
+def test_large_pieces_sent_together_arrive_in_order_and_without_waiting_for_the_end(server: ServerProcess) -> None:
+    """Large body pieces sent in one go are written together (see exchange.py _COALESCE_MAX); a small piece
+    between them keeps its place, and nothing waits for the app's next, much later, send."""
+    expected = b"A" * 20000 + b"b" * 10 + b"C" * 30000 + b"D" * 40000
+    with server.connect() as sock:
+        sock.sendall(request("GET", "/mixed-stream"))
+        started = time.monotonic()
+        received = b""
+        while b"4\r\nend" not in received and len(_dechunk(received)) < len(expected):
+            received += sock.recv(65536)
+        took = time.monotonic() - started
+    assert took < 0.8, f"the pieces took {took:.2f} s: they waited for the app's last send (1 s later)"
+    assert _dechunk(received).startswith(expected)
+
+
+def _dechunk(raw: bytes) -> bytes:
+    """The body of a chunked response received so far (complete chunks only)."""
+    body = raw.partition(b"\r\n\r\n")[2]
+    out = b""
+    while True:
+        line, sep, rest = body.partition(b"\r\n")
+        if not sep:
+            return out
+        size = int(line, 16)
+        if size == 0 or len(rest) < size + 2:
+            return out
+        out += rest[:size]
+        body = rest[size + 2 :]
+
+
 def test_request_body_streams_as_several_messages(server: ServerProcess) -> None:
     with Wire(server.connect()) as w:
         w.send(request("POST", "/messages?id=chunked", [("Transfer-Encoding", "chunked")]))

@@ -25,6 +25,7 @@ log = logging.getLogger("monoceros.error")
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _WRITELINES_MIN = 16384  # body pieces this large go out with writelines, never copied to frame them
+_COALESCE_MAX = 262144  # large pieces sent in one go are written together, up to this much at a time
 SENDFILE_CHUNK = 1 << 20
 
 
@@ -35,7 +36,10 @@ class HTTP11Exchange:
         "_body",
         "_body_size",
         "_disconnect_waiter",
+        "_flush_scheduled",
         "_head",
+        "_pending",
+        "_pending_size",
         "_response_headers",
         "_waiter",
         "body_done",
@@ -73,6 +77,9 @@ class HTTP11Exchange:
         self.response_done = False
         self.status = 0
         self._head = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._flush_scheduled = False
         self._response_headers: list[tuple[bytes, bytes]] = []
         self.response_bytes = 0
 
@@ -208,16 +215,33 @@ class HTTP11Exchange:
         self.response_bytes += len(data)
         if len(data) >= _WRITELINES_MIN:
             parts = h11.response_body_parts(data)
-            if not more:
-                parts += (h11.response_end(),)
             if self._head:
                 parts = (self._head, *parts)
                 self._head = b""
-            conn.transport.writelines(parts)
-            if not more:
-                self._finish()
-                return True
-            return not conn.write_paused
+            if more:
+                # Large pieces sent in one go (an app streaming a file or a big body) are written together,
+                # up to _COALESCE_MAX at a time and at the latest when the loop comes round: one large write
+                # costs the kernel far less than many (scenario e: 82 % of the server's CPU is the kernel's).
+                pending = self._pending
+                if not pending and not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    conn.loop.call_soon(self._flush_soon)
+                pending.extend(parts)
+                self._pending_size += len(data)
+                if self._pending_size < _COALESCE_MAX:
+                    return True
+                self._flush_pending()
+                return not conn.write_paused
+            parts += (h11.response_end(),)
+            if self._pending:
+                self._pending.extend(parts)
+                self._flush_pending()
+            else:
+                conn.transport.writelines(parts)
+            self._finish()
+            return True
+        if self._pending:
+            self._flush_pending()
         out = h11.response_body(data)
         if not more:
             out += h11.response_end()
@@ -232,8 +256,21 @@ class HTTP11Exchange:
             return True
         return not conn.write_paused
 
+    def _flush_pending(self) -> None:
+        pending = self._pending
+        if pending:
+            self._pending = []
+            self._pending_size = 0
+            if not self.conn.lost:
+                self.conn.transport.write(b"".join(pending))
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        self._flush_pending()
+
     async def sendfile(self, file: Any, offset: int, count: int | None) -> None:
         """Zero-copy when the body needs no framing and the transport is a plain socket."""
+        self._flush_pending()
         conn = self.conn
         if count is None:
             count = os.fstat(file.fileno()).st_size - offset

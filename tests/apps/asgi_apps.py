@@ -115,6 +115,15 @@ async def slow(scope: Scope, receive: Any, send: Any) -> None:
     record(f"slow-done-{query.get('id', '')}")
 
 
+async def mixed_stream(scope: Scope, receive: Any, send: Any) -> None:
+    """Large and small pieces in one go, then a pause before the end: order and promptness of coalescing."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    for piece in (b"A" * 20000, b"b" * 10, b"C" * 30000, b"D" * 40000):
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await asyncio.sleep(1.0)
+    await send({"type": "http.response.body", "body": b"end", "more_body": False})
+
+
 async def background(scope: Scope, receive: Any, send: Any) -> None:
     """Answers at once, then goes on working, as a Starlette BackgroundTask does after the response."""
     ident = _query(scope).get("id", "")
@@ -229,6 +238,7 @@ ROUTES = {
     "/noread": noread,
     "/slow": slow,
     "/background": background,
+    "/mixed-stream": mixed_stream,
     "/disconnect": disconnect,
     "/raise-before": raise_before,
     "/raise-after": raise_after,
