@@ -58,10 +58,11 @@ class Exchange(Protocol):
         """
         ...
 
-    def send_nowait(self, data: bytes) -> bool:
+    def send_nowait(self, data: bytes, coalesce: bool = True) -> bool:
         """Send body bytes now, more to follow, without waiting. Returns False when the client is not
         keeping up: the caller should then ``await drain()`` before sending more. For callers that cannot
-        await at every piece (a WSGI app's iterable)."""
+        await at every piece (a WSGI app's iterable). ``coalesce=False`` writes at once, for a caller that
+        batches by itself."""
         ...
 
     async def drain(self) -> None:

@@ -466,7 +466,8 @@ class _Call:
         try:
             if not exchange.response_started:
                 exchange.start_response(self.code, self.headers)
-            keeping_up = exchange.send_nowait(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            # The outbox is the batch: coalescing it again would only delay it a loop iteration.
+            keeping_up = exchange.send_nowait(chunks[0] if len(chunks) == 1 else b"".join(chunks), coalesce=False)
         except (ClientDisconnected, ValueError) as exc:
             with self.cond:
                 self.failure = exc

@@ -199,14 +199,14 @@ class HTTP11Exchange:
             return
         await self.conn.drain()
 
-    def send_nowait(self, data: bytes) -> bool:
+    def send_nowait(self, data: bytes, coalesce: bool = True) -> bool:
         """Write body bytes now (more follow); False when the client is behind and ``drain`` is due."""
-        return self._write(data, True)
+        return self._write(data, True, coalesce)
 
     async def drain(self) -> None:
         await self.conn.drain()
 
-    def _write(self, data: bytes, more: bool) -> bool:
+    def _write(self, data: bytes, more: bool, coalesce: bool = True) -> bool:
         """Frame and write; the head goes in the same write. True while the transport takes more."""
         conn = self.conn
         if self.failed or conn.lost:
@@ -218,7 +218,7 @@ class HTTP11Exchange:
             if self._head:
                 parts = (self._head, *parts)
                 self._head = b""
-            if more:
+            if more and coalesce:
                 # Large pieces sent in one go (an app streaming a file or a big body) are written together,
                 # up to _COALESCE_MAX at a time and at the latest when the loop comes round: one large write
                 # costs the kernel far less than many (scenario e: 82 % of the server's CPU is the kernel's).
@@ -232,12 +232,15 @@ class HTTP11Exchange:
                     return True
                 self._flush_pending()
                 return not conn.write_paused
-            parts += (h11.response_end(),)
+            if not more:
+                parts += (h11.response_end(),)
             if self._pending:
                 self._pending.extend(parts)
                 self._flush_pending()
             else:
                 conn.transport.writelines(parts)
+            if more:
+                return not conn.write_paused
             self._finish()
             return True
         if self._pending:
