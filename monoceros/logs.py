@@ -18,10 +18,13 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .config.registry import Config
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .protocols.events import Request
 
 ERROR_LOGGER = "monoceros.error"
 ACCESS_LOGGER = "monoceros.access"
@@ -330,6 +333,30 @@ class AccessLogger:
         )
         line = self._json_line(r) if self._json else self._format % {key: atom(r) for key, atom in self._atoms}
         self._logger.info(line)
+
+    def log_request(
+        self,
+        request: Request,
+        client: tuple[str, int] | None,
+        status: int,
+        response_bytes: int,
+        duration_s: float,
+        response_headers: Sequence[tuple[bytes, bytes]],
+        request_time: float,
+    ) -> None:
+        """:meth:`log` for a request the protocol parsed: its method, target, version and headers."""
+        self.log(
+            client=client,
+            method=request.method,
+            target=request.target.decode("latin-1"),
+            http_version=request.http_version,
+            status=status,
+            response_bytes=response_bytes,
+            duration_s=duration_s,
+            request_headers=request.headers,
+            response_headers=response_headers,
+            request_time=request_time,
+        )
 
     @staticmethod
     def _json_line(r: _Request) -> str:

@@ -33,12 +33,13 @@ import logging
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.datastructures import Headers
 from websockets.extensions.base import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
+from websockets.headers import parse_subprotocol
 from websockets.http11 import Request as HandshakeRequest
 from websockets.http11 import Response
 from websockets.protocol import OPEN
@@ -128,6 +129,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._accepted = False
         self._denied = False
+        self._deny_status = 0
+        self._deny_bytes = 0
         self._response: Response | None = None
         self._started = time.time()
         self._clock = time.perf_counter()
@@ -155,8 +158,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
             self._drop()
             return
         self._response = response
-        for value in headers.get_all("Sec-WebSocket-Protocol"):
-            self.subprotocols.extend(token.strip() for token in value.split(",") if token.strip())
+        # accept() has already parsed these (a malformed header was refused above); in the client's order
+        self.subprotocols = [p for value in headers.get_all("Sec-WebSocket-Protocol") for p in parse_subprotocol(value)]
         handler = self.state.ws_handler
         assert handler is not None
         self._task = self.loop.create_task(handler(self))
@@ -254,8 +257,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
     def _feed(self, data: bytes) -> None:
         ws = self.ws
         ws.receive_data(data)
-        for frame in ws.events_received():
-            assert isinstance(frame, Frame)  # in the OPEN state the protocol produces only frames
+        for frame in cast("list[Frame]", ws.events_received()):  # in the OPEN state, frames only
             opcode = frame.opcode
             if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
                 self._on_data(frame)
@@ -263,11 +265,9 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
                 self._on_pong()
         self._flush()
         if self._closed is None:
-            if ws.close_rcvd is not None:
-                self._set_closed(Closed(ws.close_rcvd.code, ws.close_rcvd.reason))
-            elif ws.state is not OPEN and ws.close_sent is not None and ws.parser_exc is not None:
-                # we failed the connection (protocol error, 1007, 1009): the app hears the code we sent
-                self._set_closed(Closed(ws.close_sent.code, ws.close_sent.reason))
+            closed = self._protocol_closed()
+            if closed is not None:
+                self._set_closed(closed)
 
     def _on_data(self, frame: Frame) -> None:
         if self.ws.state is not OPEN:
@@ -343,14 +343,18 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
                 timer.cancel()
         self._ping_timer = self._close_timer = None
         if self._closed is None:
-            ws = self.ws
-            if ws.close_rcvd is not None:
-                self._set_closed(Closed(ws.close_rcvd.code, ws.close_rcvd.reason))
-            elif ws.close_sent is not None and ws.parser_exc is not None:
-                self._set_closed(Closed(ws.close_sent.code, ws.close_sent.reason))
-            else:
-                self._set_closed(_ABNORMAL)
+            self._set_closed(self._protocol_closed() or _ABNORMAL)
         self._wake_drain()
+
+    def _protocol_closed(self) -> Closed | None:
+        """How the protocol says the WebSocket ended: the peer's close frame, or the code we sent when we
+        failed the connection (protocol error, 1007, 1009); None while neither has happened."""
+        ws = self.ws
+        if ws.close_rcvd is not None:
+            return Closed(ws.close_rcvd.code, ws.close_rcvd.reason)
+        if ws.close_sent is not None and ws.parser_exc is not None:
+            return Closed(ws.close_sent.code, ws.close_sent.reason)
+        return None
 
     def _set_closed(self, closed: Closed) -> None:
         self._closed = closed
@@ -496,16 +500,6 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         access_log = self.state.access_log
         if access_log is None:
             return
-        request = self.request
-        access_log.log(
-            client=self.client,
-            method=request.method,
-            target=request.target.decode("latin-1"),
-            http_version=request.http_version,
-            status=status,
-            response_bytes=size,
-            duration_s=time.perf_counter() - self._clock,
-            request_headers=request.headers,
-            response_headers=(),
-            request_time=self._started,
+        access_log.log_request(
+            self.request, self.client, status, size, time.perf_counter() - self._clock, (), self._started
         )
