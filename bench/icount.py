@@ -1,4 +1,4 @@
-"""Instructions per request, counted by valgrind: python bench/icount.py [asgi wsgi-inline wsgi].
+"""Instructions per request, counted by valgrind: python bench/icount.py [KIND ...] (see micro.py).
 
 bench/micro.py times monoceros's own code per request, but on a shared machine a 2 % change drowns in
 noise. callgrind counts instructions instead, which repeat to 0.1 % whatever else the machine is doing.
@@ -55,7 +55,7 @@ def main() -> int:
         return 2
     kinds = sys.argv[1:] or ["asgi", "wsgi-inline"]
     for kind in kinds:
-        n = N if kind != "wsgi" else N // 5
+        n = N // 5 if kind in ("wsgi", "wsgi-close") else N
         per_request = (instructions(kind, 3 * n) - instructions(kind, n)) / (2 * n)
         print(f"{kind:12s} {per_request:10,.0f} instructions/request")
     return 0

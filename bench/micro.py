@@ -1,4 +1,4 @@
-"""Per-request CPU cost of monoceros' own Python, without sockets: python bench/micro.py [N].
+"""Per-request CPU cost of monoceros' own Python, without sockets: python bench/micro.py [N [KIND ...]].
 
 The real connection driver, protocol and adapters run on a real event loop, fed
 requests through ``data_received``; only the transport is a stub that counts writes.
@@ -25,6 +25,7 @@ from monoceros.server.worker import new_event_loop
 HELLO = b"Hello, world!"
 HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(HELLO)).encode())]
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: close\r\n\r\n"
 
 
 async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -38,10 +39,13 @@ def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 class StubTransport:
-    """Just enough of asyncio.Transport: counts what would have gone to the socket."""
+    """Just enough of asyncio.Transport: counts what would have gone to the socket. ``close`` tells the
+    protocol it is gone on the next loop iteration, as asyncio's and uvloop's transports do."""
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: Any = None) -> None:
         self.writes = 0
+        self.protocol = protocol
+        self.closed = False
 
     def write(self, data: bytes) -> None:
         self.writes += 1
@@ -56,7 +60,13 @@ class StubTransport:
         return False
 
     def close(self) -> None:
-        pass
+        if not self.closed and self.protocol is not None:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self._lost)
+
+    def _lost(self) -> None:
+        self.protocol.connection_lost(None)
+        self.protocol = None  # as uvloop's transports do: no cycle left behind
 
     def abort(self) -> None:
         pass
@@ -75,10 +85,28 @@ class StubTransport:
 
 
 async def run(kind: str, n: int) -> float:
+    """Microseconds per request; ``kind`` is asgi, wsgi-inline or wsgi, with ``-close`` for a new
+    connection per request (``Connection: close``: setup and teardown counted too)."""
     loop = asyncio.get_running_loop()
+    close = kind.endswith("-close")
+    kind = kind.removesuffix("-close")
     config = Config(access_log=False, wsgi_mode="inline" if kind == "wsgi-inline" else "threads")
     handler: Any = ASGIHTTPHandler(asgi_app, config, {}) if kind == "asgi" else WSGIHandler(wsgi_app, config, loop)
     state = ServerState(config, loop, handler, None, None)
+    if close:
+        start = time.perf_counter()
+        for _ in range(n):
+            conn = HTTP11Transport(state, "http")
+            stub = StubTransport(conn)
+            conn.connection_made(stub)  # type: ignore[arg-type]
+            conn.data_received(CLOSE_REQUEST)
+            while not conn.lost:  # until the response is written and the connection gone
+                await asyncio.sleep(0)
+            assert stub.writes == 1, stub.writes
+        elapsed = time.perf_counter() - start
+        if isinstance(handler, WSGIHandler):
+            handler.close()
+        return elapsed / n * 1e6
     conn = HTTP11Transport(state, "http")
     transport = StubTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
@@ -96,10 +124,12 @@ async def run(kind: str, n: int) -> float:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
-    for kind in ("asgi", "wsgi-inline", "wsgi"):
+    kinds = sys.argv[2:] or ["asgi", "wsgi-inline", "wsgi", "asgi-close", "wsgi-inline-close"]
+    for kind in kinds:
         loop = new_event_loop("auto")
         try:
-            runs = [loop.run_until_complete(run(kind, n if kind != "wsgi" else n // 5)) for _ in range(5)]
+            count = n // 5 if kind in ("wsgi", "wsgi-close") else n  # the pool is slower: keep the run short
+            runs = [loop.run_until_complete(run(kind, count)) for _ in range(5)]
         finally:
             loop.close()
         print(f"{kind:12s} {statistics.median(runs):6.2f} µs/request (median of 5; min {min(runs):.2f})")
