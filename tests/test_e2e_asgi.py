@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from server_process import ServerFactory, ServerProcess, Wire, request
+from server_process import RawResponse, ServerFactory, ServerProcess, Wire, request
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +278,46 @@ def test_asgi_misuse_is_a_500_with_a_clear_log(server: ServerProcess, path: str,
     out = _settle(server, f"GET {path} HTTP/1.1 from 127.0.0.1)")
     assert out.count(expected) == before + 1
     assert out.count(f"Exception in ASGI application (request: GET {path} HTTP/1.1") == 1
+
+
+# -- connection lifetime --------------------------------------------------------------------------------------
+
+
+def test_closed_connections_leave_no_cyclic_garbage(server: ServerProcess) -> None:
+    """A finished connection is freed by reference counting: nothing of it waits for the cyclic collector,
+    which would cost every ``Connection: close`` request a share of a collection (and hold its memory)."""
+
+    def call(raw: bytes) -> RawResponse:
+        with Wire(server.connect()) as w:
+            w.send(raw)
+            return w.read_response()
+
+    assert json.loads(call(request("GET", "/garbage?op=arm", [("Connection", "close")])).body) == "armed"
+    for _ in range(20):  # the server closes: Connection: close
+        assert call(request("GET", "/", [("Connection", "close")])).status == 200
+    for _ in range(5):  # the client closes a keep-alive connection, after two requests
+        with Wire(server.connect()) as w:
+            w.send(request("GET", "/") * 2)
+            assert w.read_response().status == 200
+            assert w.read_response().status == 200
+    for _ in range(5):  # a malformed request: 400 and a lingering close
+        with Wire(server.connect()) as w:
+            w.send(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+            assert w.read_response().status == 400
+    for _ in range(5):  # the client leaves in the middle of a body
+        with Wire(server.connect()) as w:
+            w.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+    time.sleep(0.2)  # the server sees those last disconnects
+    found = json.loads(call(request("GET", "/garbage?op=count", [("Connection", "close")])).body)
+    assert found == []
+
+
+def test_startup_objects_are_frozen_unless_turned_off(server: ServerProcess, serve: ServerFactory) -> None:
+    """--gc-freeze (the default): what startup left alive is out of the collector's generations."""
+    frozen = httpx.get(server.url + "/garbage?op=frozen").json()
+    assert frozen > 1000  # the interpreter, monoceros and the app's modules
+    plain = serve("asgi_apps:app", "--no-gc-freeze")
+    assert httpx.get(plain.url + "/garbage?op=frozen").json() == 0
 
 
 # -- proxy headers --------------------------------------------------------------------------------------------

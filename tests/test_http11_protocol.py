@@ -342,3 +342,24 @@ def test_status_lines() -> None:
     assert status_line(599) == b"HTTP/1.1 599 \r\n"
     with pytest.raises(ValueError):
         status_line(42)
+
+
+def test_released_connection_reads_nothing_and_is_freed_without_the_collector() -> None:
+    """After release() the parser is gone: bytes are ignored, and the connection is not in a cycle."""
+    import gc
+
+    conn, req = request()
+    assert [type(e) for e in conn.events] == [Request, EndBody]
+    conn.events.clear()
+    conn.release()
+    conn.receive_data(b"GET /more HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert conn.events == []
+    head = conn.response_head(req, 200, [(b"content-length", b"2")])  # framing still works
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    gc.collect()
+    gc.disable()
+    try:
+        del conn, req
+        assert gc.collect() == 0  # reference counting alone freed it: no cycle for the collector to find
+    finally:
+        gc.enable()

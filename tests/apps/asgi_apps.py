@@ -8,6 +8,7 @@ read each other's records.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -224,6 +225,27 @@ async def own_server_header(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, b"ok", extra=[(b"server", b"custom-app")])
 
 
+async def garbage(scope: Scope, receive: Any, send: Any) -> None:
+    """``?op=frozen``: how many objects startup left frozen (--gc-freeze). ``?op=arm``: keep what the
+    cyclic collector finds from now on. ``?op=count``: collect, answer which of the objects found were
+    monoceros's or its parser's (by type name), and stop keeping them."""
+    if _query(scope).get("op") == "frozen":
+        await _json(send, gc.get_freeze_count())
+        return
+    if _query(scope).get("op") == "arm":
+        gc.collect()
+        gc.garbage.clear()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        await _json(send, "armed")
+        return
+    gc.collect()
+    found = sorted({type(o).__module__ + "." + type(o).__name__ for o in gc.garbage})
+    ours = [name for name in found if name.startswith(("monoceros.", "httptools."))]
+    gc.set_debug(0)
+    gc.garbage.clear()
+    await _json(send, ours)
+
+
 async def default(scope: Scope, receive: Any, send: Any) -> None:
     await _read_body(receive)
     await _respond(send, b"ok " + scope["path"].encode())
@@ -250,6 +272,7 @@ ROUTES = {
     "/progress": progress,
     "/smuggled": smuggled,
     "/own-server-header": own_server_header,
+    "/garbage": garbage,
 }
 
 
