@@ -312,14 +312,6 @@ def test_closed_connections_leave_no_cyclic_garbage(server: ServerProcess) -> No
     assert found == []
 
 
-def test_startup_objects_are_frozen_unless_turned_off(server: ServerProcess, serve: ServerFactory) -> None:
-    """--gc-freeze (the default): what startup left alive is out of the collector's generations."""
-    frozen = httpx.get(server.url + "/garbage?op=frozen").json()
-    assert frozen > 1000  # the interpreter, monoceros and the app's modules
-    plain = serve("asgi_apps:app", "--no-gc-freeze")
-    assert httpx.get(plain.url + "/garbage?op=frozen").json() == 0
-
-
 # -- proxy headers --------------------------------------------------------------------------------------------
 
 _FORWARDED = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}

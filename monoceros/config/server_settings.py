@@ -88,6 +88,19 @@ class ServerSettings:
         "buffering slow clients; fastest for quick views, run with several workers. Bodies over 1 MiB "
         "still stream on the pool.",
     )
+    heap_retain: int = setting(
+        16,
+        section=APP,
+        flags=["--heap-retain"],
+        validator=_non_negative,
+        metavar="MIB",
+        help="Freed memory, in MiB, that a worker keeps for reuse instead of giving it back to the kernel at "
+        "once (glibc's malloc trim threshold; allocations under half of it come from the heap). glibc's "
+        "default, 128 KiB, makes a worker that reads large request bodies fault the same pages in again for "
+        "every request: POST 64 KiB ran at 18k req/s with it and 44k with 16 MiB, for 4 MiB more RSS. 0 keeps "
+        "glibc's default. No effect on other C libraries, or when MALLOC_TRIM_THRESHOLD_, "
+        "MALLOC_MMAP_THRESHOLD_ or MALLOC_TOP_PAD_ is set.",
+    )
     gc_freeze: bool = setting(
         True,
         section=APP,
