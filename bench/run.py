@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -171,6 +172,23 @@ def rss_kib(pids: list[int]) -> int:
     return total
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time used so far by these processes (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / _TICK
+
+
 class RSSSampler(threading.Thread):
     """Samples the summed VmRSS of a process tree until stopped; keeps the peak."""
 
@@ -274,16 +292,28 @@ def wrk_command(scenario: Scenario, port: int, seconds: int, client_core: int) -
     return [*cmd, f"http://{HOST}:{port}{scenario.path}"]
 
 
-def run_wrk(scenario: Scenario, port: int, seconds: int, client_core: int) -> dict[str, Any]:
+def run_wrk(scenario: Scenario, port: int, seconds: int, client_core: int, server_root: int) -> dict[str, Any]:
+    """One wrk run. Besides wrk's figures, the CPU share the server's processes and wrk itself used: a
+    client near 100 % of its core is the limit of the scenario, whatever the server does."""
     cmd = wrk_command(scenario, port, seconds, client_core)
     env = dict(os.environ, BENCH_POST_BYTES=str(scenario.post_bytes))
+    server_pids = tree_pids(server_root)
+    server_before = cpu_seconds(server_pids)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child waited for meanwhile
+    started = time.monotonic()
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 30)
     except subprocess.TimeoutExpired:
         return {"failed": f"wrk did not finish within {seconds + 30}s"}
+    wall = time.monotonic() - started
+    server_cpu = cpu_seconds(server_pids) - server_before
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
     for line in res.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             out: dict[str, Any] = json.loads(line[len("BENCH_JSON ") :])
+            out["server_cpu_pct"] = 100 * server_cpu / wall
+            out["wrk_cpu_pct"] = 100 * wrk_cpu / wall
             out["non2xx"] = out.pop("status")  # wrk: answers with a status outside 2xx/3xx
             out["socket_errors"] = out["connect"] + out["read"] + out["write"] + out["timeout"]
             out["errors"] = out["socket_errors"] + out["non2xx"]
@@ -354,13 +384,13 @@ def run_one(server: Server, scenario: Scenario, args: argparse.Namespace, logs_d
         sampler = RSSSampler(proc.pid)
         sampler.start()
         if args.warmup > 0:
-            warm = run_wrk(scenario, port, args.warmup, args.client_core)
+            warm = run_wrk(scenario, port, args.warmup, args.client_core, proc.pid)
             result["warmup"] = warm
         repeats = []
         for _ in range(args.repeats):
             if proc.poll() is not None:
                 break
-            rep = run_wrk(scenario, port, args.duration, args.client_core)
+            rep = run_wrk(scenario, port, args.duration, args.client_core, proc.pid)
             repeats.append(rep)
             if "failed" in rep:
                 break
@@ -400,6 +430,8 @@ def summarise(result: dict[str, Any]) -> None:
     result["rps"] = statistics.median(r["rps"] for r in reps)
     result["p50_ms"] = statistics.median(r["p50_us"] for r in reps) / 1000
     result["p99_ms"] = statistics.median(r["p99_us"] for r in reps) / 1000
+    result["server_cpu_pct"] = statistics.median(r["server_cpu_pct"] for r in reps)
+    result["wrk_cpu_pct"] = statistics.median(r["wrk_cpu_pct"] for r in reps)
     result["requests"] = sum(r["requests"] for r in reps)
     for key in ("socket_errors", "non2xx", "connect", "read", "write", "timeout", "errors"):
         result[key] = sum(r[key] for r in reps)
@@ -425,6 +457,10 @@ def ratio(a: float | None, b: float | None) -> str:
     if not a or not b:
         return "-"
     return f"{a / b:.2f}"
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def mib(kib: int | None) -> str:
@@ -456,9 +492,9 @@ def markdown(report: dict[str, Any]) -> str:
     out.append("")
     out.append(
         "| scenario | req/s | req/s ÷ uvicorn | req/s ÷ granian | p99 ÷ uvicorn | p99 ÷ granian "
-        "| peak RSS ÷ uvicorn | peak RSS ÷ granian | errors |"
+        "| peak RSS ÷ uvicorn | peak RSS ÷ granian | errors | server CPU % | wrk CPU % |"
     )
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for sc in scenarios:
         m = by_key.get((sc.name, "monoceros"))
         if m is None:
@@ -469,8 +505,15 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {ratio(m.get('rps'), gr.get('rps'))} | {ratio(m.get('p99_ms'), uv.get('p99_ms'))} "
             f"| {ratio(m.get('p99_ms'), gr.get('p99_ms'))} "
             f"| {ratio(m.get('rss_peak_kib'), uv.get('rss_peak_kib'))} "
-            f"| {ratio(m.get('rss_peak_kib'), gr.get('rss_peak_kib'))} | {status_cell(m)} |"
+            f"| {ratio(m.get('rss_peak_kib'), gr.get('rss_peak_kib'))} | {status_cell(m)} "
+            f"| {pct(m.get('server_cpu_pct'))} | {pct(m.get('wrk_cpu_pct'))} |"
         )
+    out.append("")
+    out.append(
+        "CPU %: the share of one core that the server's processes, and wrk, used during the measured runs. "
+        "Where wrk is near 100 %, the client is the limit: every server that keeps up gets about the same "
+        "req/s, and the differences between them are in how much kernel work their behaviour leaves to wrk."
+    )
     out.append("")
     # matrix
     out.append("## Server x scenario matrix")
@@ -506,9 +549,9 @@ def markdown(report: dict[str, Any]) -> str:
         out.append("")
         out.append(
             "| server | req/s | ÷ uvicorn | ÷ granian | p50 ms | p99 ms | p99 ÷ uvicorn | p99 ÷ granian "
-            "| errors | RSS idle MiB | RSS peak MiB | peak ÷ uvicorn | peak ÷ granian |"
+            "| errors | RSS idle MiB | RSS peak MiB | peak ÷ uvicorn | peak ÷ granian | server CPU % | wrk CPU % |"
         )
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         base = {b: by_key.get((sc.name, b), {}) for b in BASELINES}
         for name in servers:
             r = by_key.get((sc.name, name))
@@ -524,7 +567,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {ratio(r.get('p99_ms'), uv.get('p99_ms'))} | {ratio(r.get('p99_ms'), gr.get('p99_ms'))} "
                 f"| {status_cell(r)} | {mib(r.get('rss_idle_kib'))} | {mib(r.get('rss_peak_kib'))} "
                 f"| {ratio(r.get('rss_peak_kib'), uv.get('rss_peak_kib'))} "
-                f"| {ratio(r.get('rss_peak_kib'), gr.get('rss_peak_kib'))} |"
+                f"| {ratio(r.get('rss_peak_kib'), gr.get('rss_peak_kib'))} "
+                f"| {pct(r.get('server_cpu_pct'))} | {pct(r.get('wrk_cpu_pct'))} |"
             )
     out.append("")
     out.append("## Failures and errors")
