@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from server_process import ServerFactory, ServerProcess, Wire, request
+from server_process import MASTER_READY_TEXT, ServerFactory, ServerProcess, Wire, request
 
 from monoceros.server.memory import glibc
 
@@ -74,3 +74,52 @@ def test_startup_objects_are_frozen_unless_turned_off(serve: ServerFactory) -> N
     assert httpx.get(frozen.url + "/garbage?op=frozen").json() > 1000  # the interpreter, monoceros, the app
     plain = serve("asgi_apps:app", "--no-gc-freeze")
     assert httpx.get(plain.url + "/garbage?op=frozen").json() == 0
+
+
+BALLAST_APP = """
+import gc, os
+
+BALLAST = [[i] for i in range(200_000)]  # about 14 MiB of objects the cyclic collector tracks
+
+
+def private_dirty_kib():
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Private_Dirty:"):
+                return int(line.split()[1])
+    return -1
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    gc.collect()  # a full collection, as a worker runs sooner or later
+    body = str(private_dirty_kib()).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs /proc/PID/smaps_rollup")
+def test_preloaded_app_stays_shared_after_a_full_collection(serve: ServerFactory) -> None:
+    """--preload: the master freezes the app before forking, so a worker's full collection does not write
+    to the inherited objects (their GC headers) and their pages stay shared with the master. Without the
+    freeze the same collection copies them into the worker."""
+
+    def private_after_collection(*args: str) -> int:
+        server = serve(
+            "ballast_app:app",
+            "-w",
+            "1",
+            "--supervisor",
+            "--preload",
+            *args,
+            sources={"ballast_app.py": BALLAST_APP},
+            ready_text=MASTER_READY_TEXT,
+            new_session=True,
+        )
+        return int(httpx.get(server.url + "/").text)
+
+    frozen = private_after_collection()
+    unfrozen = private_after_collection("--no-gc-freeze")
+    assert frozen < unfrozen - 8 * 1024, (frozen, unfrozen)  # KiB: most of the ballast's pages

@@ -108,7 +108,8 @@ class ServerSettings:
         help="Once the app is loaded and its lifespan startup is done, collect garbage and move every "
         "object that is left out of the cyclic garbage collector's reach (gc.freeze). The app's modules "
         "and startup state then cost nothing in later collections: a full collection in a worker no "
-        "longer pauses every request in flight for milliseconds. A frozen object is never freed by the "
+        "longer pauses every request in flight for milliseconds. With --preload the master freezes the app "
+        "before forking, so the workers' collections leave its pages shared. A frozen object is never freed by the "
         "collector, so turn this off for an app that drops large cyclic startup structures at run time.",
     )
 
