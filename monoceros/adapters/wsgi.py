@@ -113,6 +113,8 @@ class WSGIHandler:
                 # never waits on the loop for it (a round trip per piece otherwise).
                 prefix, complete = await _read_body(exchange, INLINE_BODY_MAX if self.inline else POOL_BODY_AHEAD)
                 call.inline = self.inline and complete
+            if not call.inline:
+                call.cond = threading.Condition()  # the pool thread and the loop hand pieces over under it
             call.environ = self.environ(exchange, call, prefix, None if complete else call.receive)
             if call.inline:
                 body = call.run()
@@ -221,6 +223,11 @@ def _split_host(host: str | None, scheme: str) -> tuple[str, str]:
     return name, port if sep and port else default
 
 
+# Inline calls never wait on their condition (only cancel() notifies it, with nobody waiting), so they
+# share this one instead of making a Condition, an RLock and a deque per request.
+_UNUSED = threading.Condition()
+
+
 class _Call:
     """One app invocation: ``start_response``, ``write`` and the response loop.
 
@@ -271,7 +278,7 @@ class _Call:
         self.task: asyncio.Task[Any] | None = None
         self.result: Iterable[bytes] | None = None
         self.iterator: Iterator[bytes] | None = None
-        self.cond = threading.Condition()
+        self.cond = _UNUSED  # a Condition of its own once the call is known to run on the pool
         self.outbox: list[bytes] = []
         self.queued = 0
         self.scheduled = False
