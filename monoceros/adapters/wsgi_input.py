@@ -180,6 +180,22 @@ def regular_file_size(file: Any) -> int | None:
 
 def parse_status(status: Any) -> int:
     """The status code of a ``'200 OK'`` status line; TypeError/ValueError for anything else."""
+    if type(status) is str:
+        code = _STATUS_CODES.get(status)
+        if code is not None:
+            return code
+    code = _parse_status(status)
+    if len(_STATUS_CODES) < _STATUS_CODES_MAX:
+        _STATUS_CODES[status] = code
+    return code
+
+
+# Status codes by the app's status line: an app sends the same few, each checked once.
+_STATUS_CODES: dict[str, int] = {}
+_STATUS_CODES_MAX = 256
+
+
+def _parse_status(status: Any) -> int:
     if not isinstance(status, str):
         raise TypeError(f"WSGI status must be a str, got {type(status).__name__}")
     code = status[:3]

@@ -71,6 +71,10 @@ _FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect
 # each is checked (RFC 9110 §5) and formatted once. Bounded; cleared when full (varying values churn it).
 _LINES: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
 _LINES_MAX = 2048
+# Request Content-Length values already checked (1*DIGIT) and parsed.
+_REQUEST_LENGTHS: dict[bytes, int] = {}
+# Response Content-Length values, parsed: int() of bytes is dear, and most responses repeat a few sizes.
+_LENGTHS: dict[bytes, int] = {}
 # Chunk-size lines by size: a streamed response repeats the same few sizes (16 KiB pieces, say).
 _CHUNK_LINES: dict[int, bytes] = {}
 # The names response_head does more with than copy the line.
@@ -387,7 +391,9 @@ class HTTP11Connection:
                 continue
             value = item[1]
             if lname == b"content-length":
-                content_length = _response_length(value)
+                content_length = _LENGTHS.get(value)
+                if content_length is None:
+                    content_length = _response_length(value)
             elif lname == b"transfer-encoding":
                 if value.lower() != b"chunked":
                     raise ValueError(f"the server frames the body; transfer-encoding {value!r} is not allowed")
@@ -501,9 +507,14 @@ def _classify(exc: Exception) -> ProtocolError:
 
 def _content_length(value: bytes, previous: int | None) -> int:
     # RFC 9112 §6.3: Content-Length is 1*DIGIT; a repeated header must agree or the message is invalid.
-    if not value.isdigit():
-        raise ProtocolError(f"invalid Content-Length {value!r}")
-    length = int(value)
+    length = _REQUEST_LENGTHS.get(value)
+    if length is None:
+        if not value.isdigit():
+            raise ProtocolError(f"invalid Content-Length {value!r}")
+        length = int(value)
+        if len(_REQUEST_LENGTHS) >= _LINES_MAX:
+            _REQUEST_LENGTHS.clear()
+        _REQUEST_LENGTHS[value] = length
     if previous is not None and previous != length:
         raise ProtocolError("conflicting Content-Length headers")
     return length
@@ -527,7 +538,11 @@ def _transfer_coding(value: bytes, chunked: bool) -> bool:
 def _response_length(value: bytes) -> int:
     if not value.strip().isdigit():
         raise ValueError(f"invalid response content-length {value!r}")
-    return int(value)
+    length = int(value)
+    if len(_LENGTHS) >= _LINES_MAX:
+        _LENGTHS.clear()
+    _LENGTHS[value] = length
+    return length
 
 
 def _absolute_form(url: bytes) -> tuple[bytes, bytes]:
