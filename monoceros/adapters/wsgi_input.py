@@ -14,7 +14,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..protocols.http11 import check_header
+from ..protocols.http11 import check_header, remember
 
 log = logging.getLogger("monoceros.error")
 
@@ -184,15 +184,11 @@ def parse_status(status: Any) -> int:
         code = _STATUS_CODES.get(status)
         if code is not None:
             return code
-    code = _parse_status(status)
-    if len(_STATUS_CODES) < _STATUS_CODES_MAX:
-        _STATUS_CODES[status] = code
-    return code
+    return remember(_STATUS_CODES, status, _parse_status(status))
 
 
 # Status codes by the app's status line: an app sends the same few, each checked once.
 _STATUS_CODES: dict[str, int] = {}
-_STATUS_CODES_MAX = 256
 
 
 def _parse_status(status: Any) -> int:
@@ -231,13 +227,9 @@ def encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
         except UnicodeEncodeError:
             raise ValueError(f"WSGI header {item!r} is not latin-1 encodable") from None
         check_header(*raw)
-        if len(_ENCODED) >= _ENCODED_MAX:
-            _ENCODED.clear()
-        _ENCODED[item] = raw
-        out.append(raw)
+        out.append(remember(_ENCODED, item, raw))
     return out
 
 
 # Checked, encoded headers by the app's (name, value) str pair: an app sends the same few each time.
 _ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-_ENCODED_MAX = 2048

@@ -23,7 +23,7 @@ This module imports no asyncio, socket or threading.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import httptools
 
@@ -67,10 +67,9 @@ _UNDERSCORE, _HASH = 0x5F, 0x23
 _FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 
 
-# Validated, encoded header lines by (name, value): apps send the same few headers again and again, so
-# each is checked (RFC 9110 §5) and formatted once. Bounded; cleared when full (varying values churn it).
+# Memoised work, each in a dict that remember() bounds: apps send the same few things again and again.
+# Validated, encoded header lines by (name, value): each checked (RFC 9110 §5) and formatted once.
 _LINES: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
-_LINES_MAX = 2048
 # Request Content-Length values already checked (1*DIGIT) and parsed.
 _REQUEST_LENGTHS: dict[bytes, int] = {}
 # Response Content-Length values, parsed: int() of bytes is dear, and most responses repeat a few sizes.
@@ -81,18 +80,29 @@ _CHUNK_LINES: dict[int, bytes] = {}
 _SPECIAL_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server"))
 
 
+_MEMO_MAX = 2048
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def remember(cache: dict[K, V], key: K, value: V) -> V:
+    """Memoise ``value`` under ``key`` and return it. The cache is cleared when full: varying keys churn
+    it, and a bounded miss is cheaper than an unbounded cache."""
+    if len(cache) >= _MEMO_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def _header_line(item: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
     """Check one response header and return (lowercase name, ``b"name: value\\r\\n"``), memoised."""
     name, value = item
     check_header(name, value)
     cached = (name.lower(), b"%s: %s\r\n" % (name, value))
-    if len(_LINES) >= _LINES_MAX:
-        _LINES.clear()
     try:
-        _LINES[item] = cached
+        return remember(_LINES, item, cached)
     except TypeError:  # an unhashable pair (a list): fine, just not memoised
-        pass
-    return cached
+        return cached
 
 
 def status_line(status: int) -> bytes:
@@ -451,9 +461,7 @@ class HTTP11Connection:
             size = len(data)
             line = _CHUNK_LINES.get(size)
             if line is None:
-                if len(_CHUNK_LINES) >= _LINES_MAX:
-                    _CHUNK_LINES.clear()
-                line = _CHUNK_LINES[size] = b"%x\r\n" % size
+                line = remember(_CHUNK_LINES, size, b"%x\r\n" % size)
             return (line, data, b"\r\n")
         return (self.response_body(data),)
 
@@ -511,10 +519,7 @@ def _content_length(value: bytes, previous: int | None) -> int:
     if length is None:
         if not value.isdigit():
             raise ProtocolError(f"invalid Content-Length {value!r}")
-        length = int(value)
-        if len(_REQUEST_LENGTHS) >= _LINES_MAX:
-            _REQUEST_LENGTHS.clear()
-        _REQUEST_LENGTHS[value] = length
+        length = remember(_REQUEST_LENGTHS, value, int(value))
     if previous is not None and previous != length:
         raise ProtocolError("conflicting Content-Length headers")
     return length
@@ -538,11 +543,7 @@ def _transfer_coding(value: bytes, chunked: bool) -> bool:
 def _response_length(value: bytes) -> int:
     if not value.strip().isdigit():
         raise ValueError(f"invalid response content-length {value!r}")
-    length = int(value)
-    if len(_LENGTHS) >= _LINES_MAX:
-        _LENGTHS.clear()
-    _LENGTHS[value] = length
-    return length
+    return remember(_LENGTHS, value, int(value))
 
 
 def _absolute_form(url: bytes) -> tuple[bytes, bytes]:

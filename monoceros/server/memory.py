@@ -32,7 +32,7 @@ def retain_heap(mib: int) -> bool:
     if mib <= 0 or not glibc() or any(name in os.environ for name in _OPERATOR_TUNED):
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
     size = mib * 1024 * 1024
