@@ -7,6 +7,7 @@ log runs once per request: its format is parsed once, and each request computes 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime
@@ -34,6 +35,8 @@ ERROR_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
 
 _installed: list[logging.Handler] = []
 """Handlers configure_logging added, so a second call replaces them instead of doubling every line."""
+_access_handler: logging.StreamHandler[Any] | None = None
+"""The access log's handler when configure_logging made it: lines for it may skip the logging machinery."""
 
 
 def configure_logging(cfg: Config) -> None:
@@ -67,9 +70,13 @@ def configure_logging(cfg: Config) -> None:
         logger.addHandler(handler)
         logger.propagate = False
         _installed.append(handler)
+    global _access_handler
+    _access_handler = access_handler
 
 
 def _remove_installed() -> None:
+    global _access_handler
+    _access_handler = None
     for handler in _installed:
         for name in (ERROR_LOGGER, ACCESS_LOGGER):
             logging.getLogger(name).removeHandler(handler)
@@ -77,7 +84,7 @@ def _remove_installed() -> None:
     _installed.clear()
 
 
-def _handler(setting: str, target: str, stream: Any) -> logging.Handler:
+def _handler(setting: str, target: str, stream: Any) -> logging.StreamHandler[Any]:
     if target == "-":
         return logging.StreamHandler(stream)
     try:
@@ -255,12 +262,27 @@ def _collect(headers: Sequence[tuple[bytes, bytes]], wanted: frozenset[bytes], e
     return found
 
 
+_BATCH_MAX = 256  # lines held for one write at most; a loop turn that finishes more writes more than once
+
+
 class AccessLogger:
-    """Formats and writes one access-log line per request."""
+    """Formats and writes one access-log line per request.
+
+    Through ``logging``, a line costs more than a small request does: a LogRecord (the caller's frame,
+    the pid, the thread), a handler lock and a write(2) with a flush. So when the line would only reach the
+    handler :func:`configure_logging` made, the logger on the event loop's thread skips the machinery: lines
+    finished in one loop turn are joined and written together, at the end of that turn (one write(2) for
+    many requests). Whenever the logging setup differs (``log_config``, a handler or filter an app added, a
+    level raised at run time) or the caller is not the loop's thread, lines go through ``logging`` as usual.
+    """
 
     def __init__(self, cfg: Config) -> None:
         self._logger = logging.getLogger(ACCESS_LOGGER)
         self.enabled: bool = cfg.access_log and self._logger.isEnabledFor(logging.INFO)
+        self._loop = asyncio._get_running_loop()  # the loop whose thread may batch; None: never batch
+        self._handler = _access_handler
+        self._only = [_access_handler]
+        self._lines: list[str] = []
         self._json = cfg.access_log_json
         self._format = cfg.access_logformat
         self._atoms: list[tuple[str, _Atom]] = []
@@ -295,6 +317,12 @@ class AccessLogger:
         if self._json:
             self._req_names = frozenset((b"referer", b"user-agent"))
             self._resp_names = frozenset()
+        # A format that names each atom once is applied positionally: a tuple is cheaper to build than a dict.
+        self._positional: str | None = None
+        keys = [m.group(2) for m in _KEY.finditer(self._format) if m.group(2) is not None]
+        if len(keys) == len(set(keys)):
+            self._positional = _KEY.sub(lambda m: "%%" if m.group(1) == "%" else "%", self._format)
+        self._atom_list = [atom for _, atom in self._atoms]
 
     def log(
         self,
@@ -331,8 +359,60 @@ class AccessLogger:
             _collect(request_headers, self._req_names, not self._json) if self._req_names else {},
             _collect(response_headers, self._resp_names, True) if self._resp_names else {},
         )
-        line = self._json_line(r) if self._json else self._format % {key: atom(r) for key, atom in self._atoms}
-        self._logger.info(line)
+        if self._json:
+            line = self._json_line(r)
+        elif self._positional is not None:
+            line = self._positional % tuple([atom(r) for atom in self._atom_list])
+        else:
+            line = self._format % {key: atom(r) for key, atom in self._atoms}
+        loop = self._loop
+        if loop is None or asyncio._get_running_loop() is not loop or not self._direct():
+            self._logger.info(line)
+            return
+        lines = self._lines
+        lines.append(line)
+        if len(lines) == 1:
+            loop.call_soon(self.flush)
+        elif len(lines) >= _BATCH_MAX:
+            self.flush()
+
+    def _direct(self) -> bool:
+        """True while a line would reach our own handler and nothing else, as it is."""
+        logger = self._logger
+        handler = self._handler
+        return (
+            logger.handlers == self._only
+            and handler is not None
+            and logger.isEnabledFor(logging.INFO)
+            and not logger.propagate
+            and not logger.filters
+            and not handler.filters
+            and handler.level <= logging.INFO
+        )
+
+    def flush(self) -> None:
+        """Write the lines held back, in one write; the worker calls it once more as it stops."""
+        lines = self._lines
+        if not lines:
+            return
+        self._lines = []
+        handler = self._handler
+        if handler is None or not self._direct():
+            for line in lines:  # the setup changed since these were held: let logging route them
+                self._logger.info(line)
+            return
+        terminator = handler.terminator
+        text = terminator.join(lines) + terminator
+        handler.acquire()
+        try:
+            handler.stream.write(text)
+            handler.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            handler.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": text, "levelno": logging.INFO}))
+        finally:
+            handler.release()
 
     def log_request(
         self,

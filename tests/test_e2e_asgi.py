@@ -312,6 +312,25 @@ def test_closed_connections_leave_no_cyclic_garbage(server: ServerProcess) -> No
     assert found == []
 
 
+def test_access_log_has_one_line_per_request(serve: ServerFactory) -> None:
+    """Lines of requests answered in the same loop turn are written together: none lost, none doubled,
+    including those still held when a graceful stop ends the worker."""
+    server = serve("asgi_apps:app")
+    wires = [Wire(server.connect()) for _ in range(8)]
+    for c, w in enumerate(wires):  # pipelined: many requests end in one loop turn
+        w.send(b"".join(request("GET", f"/logged/{c}-{i}") for i in range(25)))
+    for w in wires:
+        for _ in range(25):
+            assert w.read_response().status == 200
+        w.close()
+    server.wait_output('"GET /logged/7-24 HTTP/1.1" 200 ')
+    assert server.stop(signal.SIGTERM) == 0
+    out = server.output()
+    for c in range(8):
+        for i in range(25):
+            assert out.count(f'"GET /logged/{c}-{i} HTTP/1.1" 200 ') == 1, (c, i)
+
+
 # -- proxy headers --------------------------------------------------------------------------------------------
 
 _FORWARDED = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}

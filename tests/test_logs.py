@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 import logging
@@ -493,3 +495,148 @@ def test_json_missing_values_and_awkward_characters(access_lines: list[str]) -> 
     assert record["referer"] is None
     assert record["user_agent"] == 'say "hi"\n\xff'
     assert record["http_version"] == "1.0"
+
+
+# -- the access log: lines of one loop turn written together ------------------------------------------------
+
+
+@pytest.fixture
+def access_file(tmp_path: Path) -> Path:
+    """The access log's file, as configure_logging sets it up in a worker."""
+    path = tmp_path / "access.log"
+    configure_logging(config(access_logfile=str(path)))
+    return path
+
+
+def in_loop(body: Any) -> None:
+    """Run ``body()`` (a coroutine function) on a fresh event loop, as a worker runs its requests."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(body())
+    finally:
+        loop.close()
+
+
+def test_lines_of_one_loop_turn_are_written_together(access_file: Path) -> None:
+
+    async def body() -> None:
+        logger = AccessLogger(config(access_logformat="%(U)s %(s)s"))
+        for n in range(3):
+            log_one(logger, target=f"/{n}")
+        assert access_file.read_text() == ""  # held until the loop comes round
+        await asyncio.sleep(0)
+        assert access_file.read_text() == "/0 200\n/1 200\n/2 200\n"
+        log_one(logger, target="/late", status=404)
+        await asyncio.sleep(0)
+        assert access_file.read_text().endswith("/2 200\n/late 404\n")
+
+    in_loop(body)
+
+
+def test_a_full_batch_is_written_at_once(access_file: Path) -> None:
+
+    async def body() -> None:
+        logger = AccessLogger(config(access_logformat="%(U)s"))
+        for n in range(logs._BATCH_MAX + 1):
+            log_one(logger, target=f"/{n}")
+        assert access_file.read_text().splitlines() == [f"/{n}" for n in range(logs._BATCH_MAX)]
+        await asyncio.sleep(0)
+        assert len(access_file.read_text().splitlines()) == logs._BATCH_MAX + 1
+
+    in_loop(body)
+
+
+def test_flush_writes_what_is_held(access_file: Path) -> None:
+    """The worker flushes as it stops: a loop that ends before coming round loses no line."""
+
+    async def body() -> None:
+        logger = AccessLogger(config(access_logformat="%(U)s"))
+        log_one(logger, target="/last")
+        logger.flush()
+        assert access_file.read_text() == "/last\n"
+
+    in_loop(body)
+
+
+def test_held_lines_follow_a_reopen(access_file: Path, tmp_path: Path) -> None:
+    """logrotate moves the file and sends SIGUSR1 between a request's end and the loop coming round."""
+
+    async def body() -> None:
+        logger = AccessLogger(config(access_logformat="%(U)s"))
+        log_one(logger, target="/before")
+        logger.flush()
+        log_one(logger, target="/held")
+        access_file.rename(tmp_path / "access.log.1")
+        reopen_log_files()
+        await asyncio.sleep(0)
+        assert (tmp_path / "access.log.1").read_text() == "/before\n"
+        assert access_file.read_text() == "/held\n"
+
+    in_loop(body)
+
+
+def test_a_handler_added_at_run_time_gets_every_line(access_file: Path) -> None:
+    """An app that attaches its own handler (to ship the access log somewhere) sees the lines already held
+    and all that follow, and so does the file."""
+
+    async def body() -> None:
+        logger = AccessLogger(config(access_logformat="%(U)s"))
+        log_one(logger, target="/held")
+        capture = Capture()
+        logging.getLogger(ACCESS_LOGGER).addHandler(capture)
+        log_one(logger, target="/routed")
+        assert capture.lines == ["/routed"]  # through logging, at once
+        await asyncio.sleep(0)
+        assert capture.lines == ["/routed", "/held"]
+        assert access_file.read_text() == "/routed\n/held\n"
+
+    in_loop(body)
+
+
+def test_a_level_raised_at_run_time_silences_the_lines(access_file: Path) -> None:
+
+    async def body() -> None:
+        logger = AccessLogger(config(access_logformat="%(U)s"))
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
+        log_one(logger, target="/quiet")
+        await asyncio.sleep(0)
+        logger.flush()
+        assert access_file.read_text() == ""
+
+    in_loop(body)
+
+
+def test_off_the_loop_lines_are_written_at_once(access_file: Path) -> None:
+    logger = AccessLogger(config(access_logformat="%(U)s"))  # made with no loop running
+    log_one(logger, target="/now")
+    assert access_file.read_text() == "/now\n"
+
+    async def body() -> None:  # and another thread's loop (here: a loop it was not made in) does not batch
+        log_one(logger, target="/other-loop")
+        assert access_file.read_text() == "/now\n/other-loop\n"
+
+    in_loop(body)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_failing_stream_is_reported_not_raised(access_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+
+    async def body() -> None:
+        logger = AccessLogger(config(access_logformat="%(U)s"))
+        log_one(logger, target="/lost")
+        handler = logs._access_handler
+        assert handler is not None
+        kept = handler.stream
+        full = open("/dev/full", "w")  # noqa: SIM115 (closed below). Every write fails with ENOSPC, as on a full disk
+        handler.stream = full
+        await asyncio.sleep(0)  # flush runs as a loop callback: it must not raise into the loop
+        handler.stream = kept
+        with contextlib.suppress(OSError):  # what it still buffers fails once more
+            full.close()
+        log_one(logger, target="/after")
+        await asyncio.sleep(0)
+        assert access_file.read_text() == "/after\n"
+
+    in_loop(body)
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "/lost" in err  # logging's handleError says what was lost

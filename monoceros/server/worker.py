@@ -140,6 +140,8 @@ class Worker:
             await self._stop.wait()
             await self._shutdown()
         finally:
+            if state.access_log is not None:
+                state.access_log.flush()  # the lines of the last loop turn
             if self._ticker is not None:
                 self._ticker.cancel()
             self._remove_signals(loop)
