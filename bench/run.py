@@ -416,10 +416,25 @@ def run_one(server: Server, scenario: Scenario, args: argparse.Namespace, logs_d
         if sampler is not None:
             sampler.stop()
         result["stopped_by"] = stop_server(proc)
+        if scenario.access_log:
+            check_access_log(result, log_path)
         result["log"] = os.path.relpath(log_path, REPO)
         tail = log_tail(log_path)
         if tail:
             result["log_tail"] = tail
+
+
+def check_access_log(result: dict[str, Any], log_path: Path) -> None:
+    """An (f) scenario: the server must have logged every request wrk counted, warm-up included. Then the
+    log is cut to its tail: at tens of thousands of lines a second it runs to tens of MiB."""
+    with open(log_path, "rb") as f:
+        lines = sum(1 for line in f if b'"GET / ' in line)  # hypercorn writes "GET / 1.1"
+    result["access_log_lines"] = lines
+    answered = result.get("requests", 0) + result.get("warmup", {}).get("requests", 0)
+    if result["status"] == "ok" and lines < answered:
+        result.update(status="errors", reason=f"the access log has {lines} lines for {answered} requests")
+    tail = log_tail(log_path).encode()
+    log_path.write_bytes(tail + b"\n" if tail else b"")
 
 
 def summarise(result: dict[str, Any]) -> None:
