@@ -17,6 +17,7 @@ import logging.config
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -279,7 +280,10 @@ class AccessLogger:
     def __init__(self, cfg: Config) -> None:
         self._logger = logging.getLogger(ACCESS_LOGGER)
         self.enabled: bool = cfg.access_log and self._logger.isEnabledFor(logging.INFO)
-        self._loop = asyncio._get_running_loop()  # the loop whose thread may batch; None: never batch
+        # The loop whose thread may batch (None: never batch), and that thread. Python 3.11 checks the running
+        # loop with a getpid(2), so each line compares thread idents instead.
+        self._loop = asyncio._get_running_loop()
+        self._thread = threading.get_ident()
         self._handler = _access_handler
         self._only = [_access_handler]
         self._lines: list[str] = []
@@ -366,7 +370,7 @@ class AccessLogger:
         else:
             line = self._format % {key: atom(r) for key, atom in self._atoms}
         loop = self._loop
-        if loop is None or asyncio._get_running_loop() is not loop or not self._direct():
+        if loop is None or threading.get_ident() != self._thread or not self._direct():
             self._logger.info(line)
             return
         lines = self._lines

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -614,6 +615,20 @@ def test_off_the_loop_lines_are_written_at_once(access_file: Path) -> None:
     async def body() -> None:  # and another thread's loop (here: a loop it was not made in) does not batch
         log_one(logger, target="/other-loop")
         assert access_file.read_text() == "/now\n/other-loop\n"
+
+    in_loop(body)
+
+
+def test_a_line_from_another_thread_goes_through_logging(access_file: Path) -> None:
+    async def body() -> None:
+        logger = AccessLogger(config(access_logformat="%(U)s"))
+        log_one(logger, target="/held")
+        thread = threading.Thread(target=log_one, args=(logger,), kwargs={"target": "/thread"})
+        thread.start()
+        thread.join()
+        assert access_file.read_text() == "/thread\n"  # at once, under the handler's lock
+        await asyncio.sleep(0)
+        assert access_file.read_text() == "/thread\n/held\n"
 
     in_loop(body)
 

@@ -101,7 +101,7 @@ class WSGIHandler:
 
     async def __call__(self, exchange: Exchange) -> None:
         call = _Call(self, exchange)
-        call.task = asyncio.current_task()
+        call.task = asyncio.current_task(self.loop)  # with the loop: Python 3.11 finds it with a getpid(2)
         self._calls.add(call)
         try:
             prefix = b""
