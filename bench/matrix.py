@@ -169,6 +169,8 @@ class Scenario:
     expect: str = "hello"  # how the check request's answer is verified, see run.verify()
     servers: tuple[str, ...] = field(default=())
     access_log: bool = False  # each server writes its own access log (Server.log_on) to standard output
+    app: str = ""  # a module of bench/apps to serve instead of asgi_app / wsgi_app (the (g) frameworks)
+    requires: tuple[str, ...] = ()  # what that module imports: without it the scenario is left out
 
 
 ASGI_PEERS = ("monoceros", "uvicorn", "gunicorn-asgi", "gunicorn-uvicorn", "granian", "hypercorn")
@@ -269,6 +271,33 @@ SCENARIOS += [
     ),
 ]
 
+# (g) is not among the targets either: one small view of a real framework, where the framework's
+# own work is most of a request and the server's share shows as what is left.
+SCENARIOS += [
+    Scenario(
+        "g-fastapi",
+        "asgi",
+        "/items/5?q=x",
+        64,
+        "FastAPI: a path and a query parameter, answered as JSON, keep-alive",
+        expect="items",
+        servers=ASGI_PEERS,
+        app="fastapi_app",
+        requires=("fastapi",),
+    ),
+    Scenario(
+        "g-flask",
+        "wsgi",
+        "/items/5?q=x",
+        64,
+        "Flask: the same view, jsonify, keep-alive",
+        expect="items",
+        servers=WSGI_PEERS,
+        app="flask_app",
+        requires=("flask",),
+    ),
+]
+
 # --quick runs these servers (those that are available).
 QUICK_SERVERS = ("monoceros", "monoceros-inline", "uvicorn", "granian", "ceiling")
 
@@ -277,6 +306,8 @@ def command_for(server: Server, scenario: Scenario) -> str:
     command = server.commands.get(scenario.iface) or server.commands["any"]
     if scenario.access_log and server.log_on is not None:  # check_matrix makes sure the text is there
         command = command.replace(*server.log_on)
+    if scenario.app:
+        command = command.replace(f"{scenario.iface}_app:app", f"{scenario.app}:app")
     return command
 
 
@@ -290,3 +321,5 @@ def check_matrix() -> None:
             plain = server.commands.get(scenario.iface) or server.commands.get("any", "")
             if scenario.access_log and (server.log_on is None or server.log_on[0] not in plain):
                 raise SystemExit(f"matrix error: {name} cannot turn its access log on for {scenario.name}")
+            if scenario.app and f"{scenario.iface}_app:app" not in plain:
+                raise SystemExit(f"matrix error: {name} cannot serve {scenario.app} for {scenario.name}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import platform
@@ -40,8 +41,8 @@ sys.path.insert(0, str(BENCH))
 
 from matrix import BASELINES, HOST, QUICK_SERVERS, SCENARIOS, SERVERS, Scenario, Server, check_matrix, command_for  # noqa: E402
 
-PEER_PACKAGES = ["uvicorn[standard]", "gunicorn", "granian", "hypercorn", "matplotlib"]
-PEER_IMPORTS = "import uvicorn, uvloop, httptools, gunicorn, granian, hypercorn, matplotlib"
+PEER_PACKAGES = ["uvicorn[standard]", "gunicorn", "granian", "hypercorn", "matplotlib", "fastapi", "flask"]
+PEER_IMPORTS = "import uvicorn, uvloop, httptools, gunicorn, granian, hypercorn, matplotlib, fastapi, flask"
 PEER_DISTS = ["uvicorn", "uvloop", "httptools", "gunicorn", "granian", "hypercorn", "matplotlib"]
 WRK_LUA = BENCH / "wrk" / "bench.lua"
 START_TIMEOUT = 30.0  # seconds for a server to accept on its port
@@ -267,6 +268,13 @@ def verify(port: int, scenario: Scenario) -> str | None:
             assert len(doc["items"]) == 8 and 900 <= len(data) <= 1100
         except (ValueError, KeyError, TypeError, AssertionError):
             return f"check request got a wrong JSON document ({len(data)} bytes): {data[:200]!r}"
+    if scenario.expect == "items":
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            doc = None
+        if doc != {"item_id": 5, "q": "x"}:
+            return f"check request got {data[:200]!r}, expected the JSON of item 5 with q 'x'"
     if scenario.expect == "stream" and data != b"x" * (1024 * 1024):
         return f"check request got {len(data)} bytes, expected 1048576 b'x'"
     return None
@@ -727,13 +735,21 @@ def select(args: argparse.Namespace) -> tuple[list[str], list[Scenario]]:
         servers = [s for s in servers if s in QUICK_SERVERS]
     if args.no_peers:
         servers = [s for s in servers if not SERVERS[s].peer]
-    scenarios = SCENARIOS
+    scenarios = [s for s in SCENARIOS if not missing(s)]
     if args.scenarios:
         prefixes = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-        scenarios = [s for s in SCENARIOS if any(s.name.startswith(p) for p in prefixes)]
+        scenarios = [s for s in scenarios if any(s.name.startswith(p) for p in prefixes)]
         if not scenarios:
             raise SystemExit(f"no scenario matches {args.scenarios!r}; known: {', '.join(s.name for s in SCENARIOS)}")
     return servers, scenarios
+
+
+def missing(scenario: Scenario) -> list[str]:
+    """What this interpreter (the one that runs monoceros) lacks for ``scenario``; said once, then skipped."""
+    lacking = [name for name in scenario.requires if importlib.util.find_spec(name) is None]
+    if lacking:
+        log(f"skipping {scenario.name}: {', '.join(lacking)} not installed here (pip install -e '.[test]')")
+    return lacking
 
 
 def main(argv: list[str] | None = None) -> int:
