@@ -43,7 +43,8 @@ from matrix import BASELINES, HOST, QUICK_SERVERS, SCENARIOS, SERVERS, Scenario,
 
 PEER_PACKAGES = ["uvicorn[standard]", "gunicorn", "granian", "hypercorn", "matplotlib", "fastapi", "flask"]
 PEER_IMPORTS = "import uvicorn, uvloop, httptools, gunicorn, granian, hypercorn, matplotlib, fastapi, flask"
-PEER_DISTS = ["uvicorn", "uvloop", "httptools", "gunicorn", "granian", "hypercorn", "matplotlib"]
+FRAMEWORK_DISTS = ["fastapi", "starlette", "pydantic", "flask", "werkzeug"]  # what (g) runs on
+PEER_DISTS = ["uvicorn", "uvloop", "httptools", "gunicorn", "granian", "hypercorn", "matplotlib", *FRAMEWORK_DISTS]
 WRK_LUA = BENCH / "wrk" / "bench.lua"
 START_TIMEOUT = 30.0  # seconds for a server to accept on its port
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
@@ -115,6 +116,9 @@ def local_versions() -> dict[str, str]:
     for dist in ("monoceros", "uvloop", "httptools"):
         with contextlib.suppress(md.PackageNotFoundError):
             out[dist] = md.version(dist)
+    for dist in FRAMEWORK_DISTS:  # monoceros runs (g) on these; the peers on their venv's, listed as theirs
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[f"{dist} (monoceros)"] = md.version(dist)
     try:
         rev = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
