@@ -4,9 +4,11 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
 import os
+import random
 import re
 import threading
 import time
@@ -94,20 +96,22 @@ REQUEST_HEADERS = [
 RESPONSE_HEADERS = [(b"content-type", b"text/plain"), (b"X-Request-Id", b"abc123")]
 
 
+SAMPLE: dict[str, Any] = {
+    "client": ("198.51.100.7", 5555),
+    "method": "GET",
+    "target": "/path/x?a=1&b=2",
+    "http_version": "1.1",
+    "status": 200,
+    "response_bytes": 1234,
+    "duration_s": 2.5,
+    "request_headers": REQUEST_HEADERS,
+    "response_headers": RESPONSE_HEADERS,
+    "request_time": NOON,
+}
+
+
 def log_one(logger: AccessLogger, **overrides: Any) -> None:
-    request: dict[str, Any] = {
-        "client": ("198.51.100.7", 5555),
-        "method": "GET",
-        "target": "/path/x?a=1&b=2",
-        "http_version": "1.1",
-        "status": 200,
-        "response_bytes": 1234,
-        "duration_s": 2.5,
-        "request_headers": REQUEST_HEADERS,
-        "response_headers": RESPONSE_HEADERS,
-        "request_time": NOON,
-    }
-    request.update(overrides)
+    request = {**SAMPLE, **overrides}
     logger.log(**request)
 
 
@@ -655,3 +659,54 @@ def test_a_failing_stream_is_reported_not_raised(access_file: Path, capsys: pyte
     in_loop(body)
     err = capsys.readouterr().err
     assert "No space left on device" in err and "/lost" in err  # logging's handleError says what was lost
+
+
+def reference_json_line(**fields: Any) -> str:
+    """What the JSON access log wrote with json.dumps, which the template must match byte for byte."""
+    target = fields["target"]
+    path, _, query = target.partition("?")
+    headers = dict((n.lower(), v.decode("latin-1")) for n, v in fields["request_headers"])
+    record = {
+        "time": datetime.datetime.fromtimestamp(fields["request_time"], datetime.timezone.utc).isoformat(
+            timespec="milliseconds"
+        ),
+        "client": fields["client"][0] if fields["client"] is not None else None,
+        "method": fields["method"],
+        "path": path,
+        "query": query,
+        "http_version": fields["http_version"],
+        "status": fields["status"],
+        "bytes": fields["response_bytes"],
+        "duration_ms": round(fields["duration_s"] * 1000, 3),
+        "referer": headers.get(b"referer"),
+        "user_agent": headers.get(b"user-agent"),
+    }
+    return json.dumps(record, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"client": None, "target": "/", "request_headers": []},
+        {"target": '/caf\xe9/"q"?x=\u2028&y=\x00', "method": "PURGE", "duration_s": 1e-9},
+        {"request_headers": [(b"User-Agent", b'a"b\\c\x7f\xff'), (b"referer", b"\t")], "duration_s": 12345.6789},
+        {"status": 599, "response_bytes": 0, "http_version": "1.0", "request_time": 0.0005},
+        {"request_time": 1795248000.9999996, "duration_s": 0.0},
+    ],
+)
+def test_json_line_is_what_json_dumps_writes(access_lines: list[str], fields: dict[str, Any]) -> None:
+    request = {**SAMPLE, "request_time": NOON + 0.123456, **fields}
+    logger = AccessLogger(config(access_log_json=True))
+    logger.log(**request)
+    assert access_lines == [reference_json_line(**request)]
+
+
+def test_iso_time_rounds_as_datetime_does() -> None:
+    rng = random.Random(1)
+    moments = [NOON + rng.random() * 86400 for _ in range(2000)]
+    moments += [NOON + k / 1000 + d for k in range(0, 1000, 7) for d in (-5e-7, 0.0, 4.9e-7, 5e-7)]
+    moments += [NOON + 0.9999995, NOON + 0.9999994, 0.0, 1e-7, 86399.9999996]
+    for when in moments:
+        expected = datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(timespec="milliseconds")
+        assert logs._iso_time(when) == expected, when
