@@ -514,12 +514,20 @@ def access_file(tmp_path: Path) -> Path:
 
 
 def in_loop(body: Any) -> None:
-    """Run ``body()`` (a coroutine function) on a fresh event loop, as a worker runs its requests."""
+    """Run ``body()`` (a coroutine function) on a fresh event loop, as a worker runs its requests.
+
+    pytest (9.2 and later) attaches its log capture to every logger that does not propagate, which would
+    send each line through ``logging`` (as any added handler does, see below). A worker's access logger has
+    only its own handler, so the capture is taken off the access logger for the body."""
+    access = logging.getLogger(ACCESS_LOGGER)
+    saved = access.handlers[:]
+    access.handlers = [h for h in saved if not type(h).__module__.startswith("_pytest")]
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(body())
     finally:
         loop.close()
+        access.handlers = saved
 
 
 def test_lines_of_one_loop_turn_are_written_together(access_file: Path) -> None:
