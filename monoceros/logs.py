@@ -283,7 +283,10 @@ class AccessLogger:
         self.enabled: bool = cfg.access_log and self._logger.isEnabledFor(logging.INFO)
         # The loop whose thread may batch (None: never batch), and that thread. Python 3.11 checks the running
         # loop with a getpid(2), so each line compares thread idents instead.
-        self._loop = asyncio._get_running_loop()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # made outside a loop (a script, a test): every line goes through logging
+            self._loop = None
         self._thread = threading.get_ident()
         self._handler = _access_handler
         self._only = [_access_handler]
@@ -371,7 +374,12 @@ class AccessLogger:
         else:
             line = self._format % {key: atom(r) for key, atom in self._atoms}
         loop = self._loop
-        if loop is None or threading.get_ident() != self._thread or not self._direct():
+        if loop is None or threading.get_ident() != self._thread:
+            self._logger.info(line)
+            return
+        if not self._direct():
+            if self._lines:
+                self.flush()  # the lines held before the setup changed go first: the order holds
             self._logger.info(line)
             return
         lines = self._lines

@@ -598,10 +598,10 @@ def test_a_handler_added_at_run_time_gets_every_line(access_file: Path) -> None:
         capture = Capture()
         logging.getLogger(ACCESS_LOGGER).addHandler(capture)
         log_one(logger, target="/routed")
-        assert capture.lines == ["/routed"]  # through logging, at once
+        assert capture.lines == ["/held", "/routed"]  # through logging, at once, the held line first
         await asyncio.sleep(0)
-        assert capture.lines == ["/routed", "/held"]
-        assert access_file.read_text() == "/routed\n/held\n"
+        assert capture.lines == ["/held", "/routed"]
+        assert access_file.read_text() == "/held\n/routed\n"
 
     in_loop(body)
 
