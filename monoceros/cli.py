@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import traceback
-import types
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from . import exitcodes
 from ._version import __version__
+from .argv import UsageError, read
 from .config.registry import Config, Setting, registry
 from .config.sources import is_octal, load_config, render_toml
-from .errors import AppLoadError, BindError, ConfigError, LifespanError, ModuleRaised
+from .errors import MonocerosError
+from .failures import report_error
 
 # List settings whose command-line values may themselves be comma-separated, as uvicorn's
 # --forwarded-allow-ips is. --bind is not: it is repeated instead, like gunicorn's -b.
@@ -166,64 +165,33 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command and return its exit code; the console script passes it to ``sys.exit``."""
     parser = build_parser()
     try:
-        namespace = parser.parse_args(argv)
+        words = read(sys.argv[1:] if argv is None else list(argv), parser)
+        namespace = parser.parse_args(words.argv)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"monoceros: error: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
     except SystemExit as exc:  # --help, --version, or a flag argparse rejected (it printed why)
         return exc.code if isinstance(exc.code, int) else exitcodes.USAGE
     options = vars(namespace)
     cli = {name: value for name, value in options.items() if not name.startswith("_") and value is not None}
 
     def reload_config() -> Config:
-        return load_config(cli=cli, config_file=options.get("_config"))
+        return load_config(cli=cli, config_file=options.get("_config"), notes=words.notes)
 
     try:
         config = reload_config()
         if options.get("_print_config"):
             sys.stdout.write(render_toml(config))
         elif options.get("_check_config"):
-            _load_app(config)
-            print("config OK")
+            return _check(config)
         else:
             return _serve(config, reload_config)
     except KeyboardInterrupt:
         return exitcodes.OK
-    except (ConfigError, AppLoadError, LifespanError, BindError) as exc:
+    except MonocerosError as exc:
         return report_error(exc)
     return exitcodes.OK
-
-
-def report_error(exc: BaseException) -> int:
-    """Explain a startup failure on stderr and return its exit code. Workers report through this too."""
-    if isinstance(exc, ConfigError):
-        return _fail("configuration error", exc, exitcodes.USAGE)
-    if isinstance(exc, AppLoadError):
-        return _fail("cannot load the app", exc, exitcodes.APP_LOAD_ERROR, user_traceback=isinstance(exc, ModuleRaised))
-    if isinstance(exc, LifespanError):
-        return _fail("lifespan failed", exc, exitcodes.BOOT_ERROR, user_traceback=True)
-    if isinstance(exc, BindError):
-        return _fail("cannot listen", exc, exitcodes.BOOT_ERROR)
-    raise exc
-
-
-def _fail(what: str, exc: BaseException, code: int, *, user_traceback: bool = False) -> int:
-    """Print one paragraph to stderr; for errors raised by the user's code, their traceback first."""
-    cause = exc.__cause__
-    if user_traceback and cause is not None:
-        if isinstance(cause, SyntaxError):
-            # The file, the line and a caret say it all; the frames would only be importlib's.
-            sys.stderr.write("".join(traceback.format_exception_only(type(cause), cause)))
-        else:
-            traceback.print_exception(type(cause), cause, _user_frames(cause.__traceback__), file=sys.stderr)
-    print(f"monoceros: {what}: {exc}", file=sys.stderr)
-    return code
-
-
-def _user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """Skip the leading frames of monoceros and importlib, so the traceback starts in the user's code."""
-    ours = (os.path.dirname(__file__) + os.sep, os.path.dirname(importlib.__file__) + os.sep, "<frozen ")
-    start = tb
-    while start is not None and start.tb_frame.f_code.co_filename.startswith(ours):
-        start = start.tb_next
-    return start or tb
 
 
 # The server modules are imported only when needed, so --help, --print-config and config errors stay fast
@@ -235,6 +203,6 @@ def _serve(config: Config, reload_config: Callable[[], Config]) -> int:
     return serve(config, app=None, reload_config=reload_config)
 
 
-def _load_app(config: Config) -> object:
-    load_app = cast("Callable[[Config], object]", importlib.import_module("monoceros.server.app_loader").load_app)
-    return load_app(config)
+def _check(config: Config) -> int:
+    check = cast("Callable[[Config], int]", importlib.import_module("monoceros.preflight").check)
+    return check(config)

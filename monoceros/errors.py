@@ -8,6 +8,7 @@ MonocerosError
 │   └── ModuleRaised       the user's module raised while importing (traceback kept)
 ├── LifespanError          lifespan startup or shutdown failed
 ├── BindError              a listener could not be created
+├── HookError              a server hook raised (``__cause__`` carries its exception)
 └── ASGIProtocolError      the app broke the ASGI message protocol
 ClientDisconnected (OSError)  send() after the client went away, as the ASGI spec asks
 """
@@ -45,6 +46,10 @@ class LifespanError(MonocerosError):
 
 class BindError(MonocerosError):
     """A listening socket could not be created."""
+
+
+class HookError(MonocerosError):
+    """A server hook raised; the message says what the hook was given, ``__cause__`` what it raised."""
 
 
 class ASGIProtocolError(MonocerosError, RuntimeError):

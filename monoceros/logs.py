@@ -35,6 +35,9 @@ ACCESS_LOGGER = "monoceros.access"
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 ERROR_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
 
+TRACE = 5  # uvicorn's level below DEBUG; --log-level trace lets everything through
+logging.addLevelName(TRACE, "TRACE")
+
 _installed: list[logging.Handler] = []
 """Handlers configure_logging added, so a second call replaces them instead of doubling every line."""
 _access_handler: logging.StreamHandler[Any] | None = None
@@ -51,7 +54,7 @@ def configure_logging(cfg: Config) -> None:
     error_log = logging.getLogger(ERROR_LOGGER)
     access_log = logging.getLogger(ACCESS_LOGGER)
     _remove_installed()
-    error_log.setLevel(cfg.log_level.upper())
+    error_log.setLevel(TRACE if cfg.log_level == "trace" else cfg.log_level.upper())
     access_log.setLevel(logging.INFO)
     error_log.disabled = access_log.disabled = False
 
@@ -59,6 +62,12 @@ def configure_logging(cfg: Config) -> None:
         error_log.propagate = access_log.propagate = True
         _apply_log_config(cfg.log_config)
         return
+    if cfg.paste is not None:
+        from .server.paste import has_loggers, split
+
+        if has_loggers(cfg.paste):
+            # gunicorn's --paste applies the file's [loggers]; ours then only add handlers to its loggers.
+            _apply_log_config(split(cfg.paste)[0])
 
     error_handler = _handler("error_logfile", cfg.error_logfile, sys.stderr)
     try:
@@ -72,6 +81,9 @@ def configure_logging(cfg: Config) -> None:
         logger.addHandler(handler)
         logger.propagate = False
         _installed.append(handler)
+    global _captured
+    _captured = cfg.error_logfile if cfg.capture_output and cfg.error_logfile != "-" else None
+    _capture_output()
     global _access_handler
     _access_handler = access_handler
 
@@ -95,10 +107,29 @@ def _handler(setting: str, target: str, stream: Any) -> logging.StreamHandler[An
         raise ConfigError(f"{setting} {target!r}: cannot open: {exc.strerror or exc}") from exc
 
 
+_captured: str | None = None
+"""--capture-output's file: standard output and error point at it (again after each reopen)."""
+
+
+def _capture_output() -> None:
+    """Point file descriptors 1 and 2 at --error-logfile, so what the app prints lands in the error log."""
+    if _captured is None:
+        return
+    try:
+        fd = os.open(_captured, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"capture_output: cannot open {_captured!r}: {exc.strerror or exc}") from exc
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def _apply_log_config(path: str) -> None:
     suffix = os.path.splitext(path)[1].lower()
-    if suffix not in (".json", ".toml", ".ini", ".conf", ".cfg"):
-        raise ConfigError(f"log_config {path!r}: expected a .json, .toml, .ini or .conf file")
+    if suffix not in (".json", ".toml", ".yaml", ".yml", ".ini", ".conf", ".cfg"):
+        raise ConfigError(f"log_config {path!r}: expected a .json, .toml, .yaml, .ini or .conf file")
     if suffix in (".ini", ".conf", ".cfg"):
         if not os.path.isfile(path):
             raise ConfigError(f"log_config {path!r}: file not found")
@@ -113,7 +144,12 @@ def _apply_log_config(path: str) -> None:
     except OSError as exc:
         raise ConfigError(f"log_config {path!r}: cannot read: {exc.strerror or exc}") from exc
     try:
-        config = json.loads(data) if suffix == ".json" else _load_toml(data.decode("utf-8"))
+        if suffix == ".json":
+            config = json.loads(data)
+        elif suffix == ".toml":
+            config = _load_toml(data.decode("utf-8"))
+        else:
+            config = _load_yaml(path, data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"log_config {path!r}: not valid {suffix[1:].upper()}: {exc}") from exc
     if not isinstance(config, dict):
@@ -136,6 +172,18 @@ def _load_toml(text: str) -> dict[str, Any]:
     return result
 
 
+def _load_yaml(path: str, data: bytes) -> Any:
+    """YAML as uvicorn reads it, through PyYAML (optional: installed with monoceros[standard])."""
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError(f"log_config {path!r}: a YAML file needs PyYAML: pip install PyYAML") from None
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def reopen_log_files() -> None:
     """Reopen every file handler, so logrotate can move the files away (sent on SIGUSR1)."""
     loggers: list[logging.Logger] = [logging.getLogger()]
@@ -153,6 +201,10 @@ def reopen_log_files() -> None:
                 handler.stream = handler._open()
             finally:
                 handler.release()
+    try:
+        _capture_output()
+    except ConfigError as exc:
+        logging.getLogger(ERROR_LOGGER).error("Reopening the log files: %s", exc)
 
 
 # -- the access log ------------------------------------------------------------------------------------------

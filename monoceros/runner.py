@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from .config import Config
 from .logs import configure_logging
+from .supervisor.process import apply_environment
 
 
 def needs_supervisor(config: Config) -> bool:
-    """A master runs when asked for, or when a setting needs one to act on the workers."""
+    """A master runs when asked for, or when a setting needs one to act on the workers: several of them,
+    restarting them (reload, recycling), watching their heartbeat (--timeout other than the default, which
+    applies under a supervisor only), or detaching."""
     return (
         config.supervisor
         or config.workers > 1
         or config.reload
         or config.daemon
+        or config.chose("timeout")
         or config.max_requests > 0
         or config.max_worker_lifetime > 0
         or config.max_worker_memory > 0
@@ -28,11 +33,18 @@ def serve(config: Config, app: Any = None, reload_config: Callable[[], Config] |
     ``reload_config`` re-reads every settings source; the supervisor calls it on SIGHUP.
     """
     configure_logging(config)
+    log_notes(config)
+    apply_environment(config)
     if needs_supervisor(config):
         from .supervisor.arbiter import Arbiter
 
         return Arbiter(config, app, reload_config).run()
-    from .server.worker import Worker
+    from .supervisor.single import SingleProcess
 
-    Worker(config, app).run()
-    return 0
+    return SingleProcess(config, app).run()
+
+
+def log_notes(config: Config) -> None:
+    """Another server's options that monoceros does not need were accepted; say so once logging is up."""
+    for note in config.notes:
+        logging.getLogger("monoceros.error").warning("%s", note)

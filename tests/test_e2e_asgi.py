@@ -63,7 +63,7 @@ def test_http_scope(server: ServerProcess) -> None:
     assert scope["client"] == [local[0], local[1]]
     assert scope["server"] == ["127.0.0.1", server.port]
     assert scope["state"] == {"greeting": "hello from lifespan"}  # from lifespan startup
-    assert scope["extensions"] == {}
+    assert scope["extensions"] == {"http.response.pathsend": {}}  # the file body extension, plain HTTP too
     assert scope["body_length"] == 5
 
 

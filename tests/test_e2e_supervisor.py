@@ -2,9 +2,9 @@
 
 A worker killed under load is replaced at once and only its in-flight requests fail; HUP replaces every
 worker without failing a request (and re-imports a preloaded app); TTIN/TTOU scale; TERM waits for
-in-flight requests while INT and QUIT do not; a worker whose event loop is blocked is aborted with its
-traceback; workers are recycled after N requests, a lifetime or a memory size; workers do not outlive
-their master; WEB_CONCURRENCY; SO_REUSEPORT spreads connections over the workers.
+in-flight requests, as INT does (a second one, or QUIT, does not); a worker whose event loop is blocked is
+aborted with its traceback; workers are recycled after N requests, a lifetime or a memory size; workers do
+not outlive their master; WEB_CONCURRENCY; SO_REUSEPORT spreads connections over the workers.
 
 Every server runs in its own process group, killed whole after the test (see ServerProcess.kill).
 """
@@ -130,30 +130,42 @@ def test_ttin_adds_a_worker_and_ttou_removes_one_but_never_the_last(serve: Serve
 # -- stopping --------------------------------------------------------------------------------------------------
 
 
-def test_term_lets_the_in_flight_request_finish(serve: ServerFactory) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_term_and_int_let_the_in_flight_request_finish(serve: ServerFactory, sig: signal.Signals) -> None:
+    """Under a master as in one process: TERM and INT are graceful. INT goes to the whole process group, as
+    a terminal's Ctrl+C does: the workers leave it to the master, which sends them TERM."""
     server = supervise(serve, "-w", "2")
     thread, result = in_background(server.url + "/slow?s=1&id=term")
     server.wait_record("slow-started-term")
-    server.send_signal(signal.SIGTERM)
+    if sig == signal.SIGINT:
+        os.killpg(server.pid, sig)
+    else:
+        server.send_signal(sig)
     thread.join(10)
     response = result["response"]
     assert (response.status_code, response.text) == (200, "slept")
     assert server.wait(10) == 0
-    assert "Stopping gracefully" in server.output()
+    out = server.output()
+    assert "Stopping gracefully" in out
+    assert "Graceful timeout" not in out and "cutting" not in out
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=lambda s: s.name)
-def test_int_and_quit_stop_at_once(serve: ServerFactory, sig: signal.Signals) -> None:
+@pytest.mark.parametrize("signals", [[signal.SIGQUIT], [signal.SIGINT, signal.SIGINT], [signal.SIGTERM, signal.SIGINT]])
+def test_quit_or_a_second_stop_signal_stops_at_once(serve: ServerFactory, signals: list[signal.Signals]) -> None:
     server = supervise(serve, "-w", "2")
     thread, result = in_background(server.url + "/slow?s=5&id=fast")
     server.wait_record("slow-started-fast")
     sent = time.monotonic()
-    server.send_signal(sig)
+    for sig in signals:
+        os.killpg(server.pid, sig)  # the whole group, as Ctrl+C and a terminal's Ctrl+\\ do
+        time.sleep(0.2)
     assert server.wait(10) == 0
     thread.join(10)
     assert time.monotonic() - sent < 4  # well before the 5 s request could have finished
     assert isinstance(result.get("error"), (httpx.RemoteProtocolError, httpx.ReadError)), result  # cut
-    assert "Stopping now" in server.output()
+    out = server.output()
+    assert "Stopping now" in out
+    assert "Graceful timeout" not in out
 
 
 # -- --timeout: a blocked event loop ---------------------------------------------------------------------------

@@ -218,16 +218,23 @@ def pre_fork(arbiter, worker):
     _note("pre_fork")
 
 
-def post_fork(arbiter, worker):
-    _note("post_fork")
+def post_fork(server, worker):
+    # gunicorn's documented example hook, as it is written for gunicorn
+    server.log.info("Worker spawned (pid: %s)", worker.pid)
+    _note("post_fork", f"{worker.pid} {worker.age} {server.pid}")
 
 
 def post_worker_init(worker):
     _note("post_worker_init")
 
 
-def worker_exit(arbiter, worker):
+def worker_exit(server, worker):
+    worker.log.info("worker_exit of worker %s", worker.age)
     _note("worker_exit", worker.pid)
+
+
+def child_exit(server, worker):
+    _note("child_exit", worker.pid)
 
 
 def on_reload(arbiter):
@@ -258,10 +265,18 @@ def test_hooks_run_in_order_in_the_right_process(serve: ServerFactory, tmp_path:
         """The PIDs of the processes that ran hook ``name``."""
         return sorted(int(line[1]) for line in lines if line[0] == name)
 
-    master_hooks = ("on_starting", "when_ready", "pre_fork", "worker_exit", "on_reload", "on_exit")
+    master_hooks = ("on_starting", "when_ready", "pre_fork", "child_exit", "on_reload", "on_exit")
     assert all(set(ran(name)) == {master} for name in master_hooks), lines
-    assert ran("post_fork") == ran("post_worker_init") == sorted(first | second)
-    assert sorted(int(line[2]) for line in lines if line[0] == "worker_exit") == sorted(first | second)
+    # As in gunicorn, worker_exit runs in the exiting worker, child_exit in the master that reaped it.
+    assert ran("post_fork") == ran("post_worker_init") == ran("worker_exit") == sorted(first | second)
+    assert sorted(int(line[2]) for line in lines if line[0] == "child_exit") == sorted(first | second)
+    # The hook arguments have what gunicorn's have: worker.pid is the worker's own, server.pid the master's.
+    forks = [line for line in lines if line[0] == "post_fork"]
+    assert all(line[1] == line[2] and int(line[4]) == master for line in forks), forks
+    assert sorted(int(line[3]) for line in forks) == [1, 2, 3, 4]
+    out = server.output()
+    assert all(f"Worker spawned (pid: {pid})" in out for pid in first | second)
+    assert "worker_exit of worker 1" in out
 
     def position(name: str, pid: int | None = None) -> int:
         """Where hook ``name`` (run by ``pid``) first appears."""

@@ -112,7 +112,7 @@ def test_encrypted_key_with_a_wrong_password_exits_with_a_clear_error(
 # -- unix sockets ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("flags", "mode"), [((), 0o660), (("--uds-perms", "600"), 0o600)])
+@pytest.mark.parametrize(("flags", "mode"), [((), 0o666), (("--uds-perms", "600"), 0o600)])
 def test_unix_socket(serve: ServerFactory, flags: tuple[str, ...], mode: int) -> None:
     server = serve("asgi_apps:app", *flags, listen="uds")
     assert server.uds is not None

@@ -296,7 +296,8 @@ def test_log_config_can_silence_the_access_log(tmp_path: Path) -> None:
         ("v2.json", '{"version": 2}', "dictConfig rejected it"),
         ("nohandler.json", '{"version": 1, "root": {"handlers": ["nope"]}}', "dictConfig rejected it"),
         ("bad.ini", "[loggers]\nkeys = root\n", "not a usable logging fileConfig file"),
-        ("logging.yaml", "version: 1", "expected a .json, .toml, .ini or .conf file"),
+        ("logging.xml", "<version>1</version>", "expected a .json, .toml, .yaml, .ini or .conf file"),
+        ("bad.yaml", "version: [1", "not valid YAML"),
     ],
 )
 def test_bad_log_config(tmp_path: Path, name: str, content: str, reason: str) -> None:

@@ -708,7 +708,7 @@ def test_100_continue_on_first_read(server: Server) -> None:
         reply = b""
         while not reply.endswith(b"hello"):
             reply += sock.recv(65536)
-    assert reply.startswith(b"HTTP/1.1 200 ") and b"content-length: 5\r\n" in reply
+    assert reply.startswith(b"HTTP/1.1 200 ") and b"Content-Length: 5\r\n" in reply  # the app's own case
 
 
 def test_no_100_continue_when_the_body_is_not_read(server: Server) -> None:
@@ -974,7 +974,7 @@ def test_list_body_costs_no_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
 
     exchange = asyncio.run(main())
     assert exchange.calls == [
-        ("start_response", 200, [(b"content-type", b"text/plain"), (b"content-length", b"5")]),
+        ("start_response", 200, [(b"Content-Type", b"text/plain"), (b"content-length", b"5")]),
         ("send", b"hello", False),
     ]
     assert hops == []
@@ -991,10 +991,16 @@ def test_parse_status() -> None:
 
 
 def test_encode_headers() -> None:
-    assert encode_headers([("Content-Type", "text/plain"), ("X-A", "\u00e9")]) == [
-        (b"content-type", b"text/plain"),
-        (b"x-a", b"\xe9"),
-    ]
+    # Names keep the app's case, as gunicorn sends them; the flag says whether the app framed the body.
+    assert encode_headers([("Content-Type", "text/plain"), ("X-A", "\u00e9")]) == (
+        [(b"Content-Type", b"text/plain"), (b"X-A", b"\xe9")],
+        False,
+    )
+    assert encode_headers([("X-A", "b"), ("CONTENT-length", "3")]) == (
+        [(b"X-A", b"b"), (b"CONTENT-length", b"3")],
+        True,
+    )
+    assert encode_headers([("Transfer-Encoding", "chunked")])[1] is True
     for bad in ([("X-A", "a\r\nSet-Cookie: x")], [("X A", "b")], [("X-A", "\u20ac")]):
         with pytest.raises(ValueError):
             encode_headers(bad)

@@ -150,6 +150,10 @@ class _Cycle:
                 self.started = True
         elif not self.finished:
             if kind != "http.response.body":
+                if kind == "http.response.pathsend":
+                    self.finished = True
+                    await _send_path(self.exchange, message)
+                    return
                 raise ASGIProtocolError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
             body = message.get("body", b"")
             if not isinstance(body, (bytes, bytearray, memoryview)):
@@ -165,6 +169,15 @@ class _Cycle:
             raise ClientDisconnected("client disconnected")
         else:
             raise ASGIProtocolError(f"Unexpected ASGI message {kind!r} sent after the response completed.")
+
+
+async def _send_path(exchange: Exchange, message: Message) -> None:
+    """The pathsend extension: the body is the file at ``path``, sent with sendfile where it can be."""
+    path = message.get("path")
+    if not isinstance(path, str):
+        raise ASGIProtocolError(f"'http.response.pathsend' path must be a str, got {path!r}")
+    with open(path, "rb") as file:
+        await exchange.sendfile(file, 0, None)
 
 
 def _response_start(message: Message) -> tuple[int, list[tuple[bytes, bytes]]]:

@@ -57,7 +57,6 @@ T = TypeVar("T")
 
 log = logging.getLogger("monoceros.error")
 
-_NO_LENGTH = frozenset({b"content-length", b"transfer-encoding"})
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
 _NAME_CACHE_MAX = 512
 OUTBOX_HIGH_WATER = 262144  # body bytes a pool thread may queue for the loop before it waits
@@ -247,6 +246,7 @@ class _Call:
         "exchange",
         "failure",
         "file_span",
+        "framed",
         "headers",
         "headers_sent",
         "inline",
@@ -271,6 +271,7 @@ class _Call:
         self.status: str | None = None
         self.code = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.framed = False  # the app framed the body itself (Content-Length or Transfer-Encoding)
         self.headers_sent = False
         self.cancelled = False
         self.inline = False
@@ -353,7 +354,7 @@ class _Call:
         """The whole rest of the body; when the head has not gone, the body is all there is: frame it."""
         self._started()
         if not self.headers_sent:
-            self.headers = _with_length(self.headers, self.code, len(body), self.environ["REQUEST_METHOD"])
+            self.headers = _with_length(self.headers, self.framed, self.code, len(body), self.environ["REQUEST_METHOD"])
         return body
 
     def _file_span(self, file: Any, size: int) -> tuple[int, int]:
@@ -362,11 +363,11 @@ class _Call:
         offset = file.tell() if hasattr(file, "tell") else 0
         count = max(size - offset, 0)
         if not self.headers_sent:
-            declared = [int(value) for name, value in self.headers if name == b"content-length"]
+            declared = [int(value) for name, value in self.headers if name.lower() == b"content-length"]
             if declared:
                 count = min(count, declared[0])
             else:  # the file's length is known, for HEAD too
-                self.headers = _with_length(self.headers, self.code, count, "GET")
+                self.headers = _with_length(self.headers, self.framed, self.code, count, "GET")
         return offset, count
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Write:
@@ -379,7 +380,7 @@ class _Call:
         elif self.status is not None:
             raise RuntimeError("start_response() called again without exc_info")
         code = parse_status(status)
-        self.headers = encode_headers(headers)
+        self.headers, self.framed = encode_headers(headers)
         self.code = code
         self.status = status
         return self.write
@@ -528,8 +529,10 @@ def _check_chunk(chunk: object) -> bytes:
     raise TypeError(f"a WSGI response body must be bytes, got {type(chunk).__name__}")
 
 
-def _with_length(headers: list[tuple[bytes, bytes]], code: int, length: int, method: str) -> list[tuple[bytes, bytes]]:
+def _with_length(
+    headers: list[tuple[bytes, bytes]], framed: bool, code: int, length: int, method: str
+) -> list[tuple[bytes, bytes]]:
     """Add a Content-Length when the app gave no framing and the body is known whole."""
-    if method == "HEAD" or code in (204, 304) or any(name in _NO_LENGTH for name, _ in headers):
+    if framed or method == "HEAD" or code in (204, 304):
         return headers
     return [*headers, (b"content-length", str(length).encode("ascii"))]

@@ -204,32 +204,41 @@ def _parse_status(status: Any) -> int:
     return int(code)
 
 
-def encode_headers(headers: Any) -> list[tuple[bytes, bytes]]:
-    """Header pairs as lowercase-name bytes; TypeError/ValueError for anything HTTP cannot carry."""
+def encode_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """Header pairs as bytes, names in the app's own case (gunicorn keeps it: some clients and proxies care),
+    and whether one of them frames the body (Content-Length, Transfer-Encoding). TypeError/ValueError for
+    anything HTTP cannot carry."""
     if not isinstance(headers, list):
         raise TypeError(f"WSGI response headers must be a list, got {type(headers).__name__}")
     out = []
+    framed = False
     for item in headers:
         try:
             cached = _ENCODED.get(item) if type(item) is tuple else None
         except TypeError:  # an unhashable value: the checks below explain it
             cached = None
-        if cached is not None:
-            out.append(cached)
-            continue
-        if not isinstance(item, tuple) or len(item) != 2:
-            raise TypeError(f"a WSGI response header must be a (name, value) tuple, got {item!r}")
-        name, value = item
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"WSGI header names and values must be str, got {item!r}")
-        try:
-            raw = (name.encode("latin-1").lower(), value.encode("latin-1"))
-        except UnicodeEncodeError:
-            raise ValueError(f"WSGI header {item!r} is not latin-1 encodable") from None
-        check_header(*raw)
-        out.append(remember(_ENCODED, item, raw))
-    return out
+        if cached is None:
+            cached = _encode_header(item)
+        out.append(cached[0])
+        framed = framed or cached[1]
+    return out, framed
 
 
-# Checked, encoded headers by the app's (name, value) str pair: an app sends the same few each time.
-_ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+def _encode_header(item: Any) -> tuple[tuple[bytes, bytes], bool]:
+    if not isinstance(item, tuple) or len(item) != 2:
+        raise TypeError(f"a WSGI response header must be a (name, value) tuple, got {item!r}")
+    name, value = item
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError(f"WSGI header names and values must be str, got {item!r}")
+    try:
+        raw = (name.encode("latin-1"), value.encode("latin-1"))
+    except UnicodeEncodeError:
+        raise ValueError(f"WSGI header {item!r} is not latin-1 encodable") from None
+    check_header(*raw)
+    return remember(_ENCODED, item, (raw, raw[0].lower() in _FRAMING))
+
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+# Checked, encoded headers by the app's (name, value) str pair, and whether each frames the body: an app
+# sends the same few each time.
+_ENCODED: dict[tuple[str, str], tuple[tuple[bytes, bytes], bool]] = {}

@@ -7,6 +7,7 @@ annotation and everything else rides in the field's metadata. See registry.py fo
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,11 @@ class Setting:
     choices: tuple[str, ...] | None
     validator: Validator | None
     metavar: str | None
+    # Other servers' names for it (gunicorn's ``loglevel``, uvicorn's ``limit_max_requests``), accepted in
+    # config files and by monoceros.run(); their command-line spellings are in ``flags``.
+    aliases: tuple[str, ...] = ()
+    # Other spellings of a choice that mean exactly the same (uvicorn's ``--ssl-cert-reqs 2``).
+    synonyms: tuple[tuple[str, str], ...] = ()
 
     @property
     def env(self) -> str:
@@ -43,6 +49,8 @@ def setting(
     choices: Sequence[str] | None = None,
     validator: Validator | None = None,
     metavar: str | None = None,
+    aliases: Sequence[str] = (),
+    synonyms: dict[str, str] | None = None,
 ) -> Any:
     """Declare a setting as a dataclass field; see :class:`Setting`."""
     meta = {
@@ -52,6 +60,8 @@ def setting(
         "choices": tuple(choices) if choices is not None else None,
         "validator": validator,
         "metavar": metavar,
+        "aliases": tuple(aliases),
+        "synonyms": tuple((synonyms or {}).items()),
     }
     if isinstance(default, list):
         frozen = tuple(default)
@@ -96,6 +106,29 @@ def _networks(value: list[str]) -> list[str]:
             ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise ValueError(f"{item!r} is not an IP address, a CIDR network, or '*'") from None
+    return value
+
+
+def _env_pairs(value: list[str]) -> list[str]:
+    for item in value:
+        name, sep, _ = item.partition("=")
+        if not sep or not name or "\0" in item:
+            raise ValueError(f"{item!r} is not NAME=VALUE")
+    return value
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2
+
+
+def _header_lines(value: list[str]) -> list[str]:
+    for item in value:
+        name, sep, text = item.partition(":")
+        if not sep or not _TOKEN.fullmatch(name.strip()) or any(c in text for c in "\r\n\0"):
+            raise ValueError(f"{item!r} is not NAME:VALUE (a header name, a colon, a value on one line)")
+        try:
+            item.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"{item!r} holds characters HTTP headers cannot carry (latin-1 only)") from None
     return value
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .fields import _hook, _non_negative, _octal_mode, _positive, setting
+from .fields import _env_pairs, _hook, _non_negative, _octal_mode, _positive, setting
 
 Hook = Callable[..., Any]
 
@@ -26,7 +26,8 @@ def _hook_setting(signature: str, when: str) -> Any:
         section=HOOKS,
         validator=_hook,
         metavar="MODULE:FUNC",
-        help=f"Called as {signature} {when}. A callable in a Python config file, or 'module:function'.",
+        help=f"Called as {signature} {when}. A callable in a Python config file, or 'module:function'. "
+        "gunicorn's hooks run unchanged: see docs/deployment.md for what 'server' and 'worker' offer.",
     )
 
 
@@ -62,8 +63,10 @@ class ProcessSettings:
         False,
         section=PROC,
         flags=["--preload"],
-        help="Import the app in the master before forking: workers share its memory and start faster. "
-        "A HUP still re-imports it.",
+        aliases=["preload_app"],
+        help="Import the app in the master before forking (and, as in gunicorn, before dropping privileges): "
+        "workers share its memory and start faster. A HUP still re-imports it. In one process without a "
+        "supervisor the app is likewise imported before --user takes effect.",
     )
 
     # Worker health and recycling ------------------------------------------------------------------------
@@ -71,25 +74,30 @@ class ProcessSettings:
     timeout: float = setting(
         30.0,
         section=HEALTH,
-        flags=["-t", "--timeout"],
+        flags=["-t", "--timeout", "--timeout-worker-healthcheck"],
+        aliases=["timeout_worker_healthcheck"],
         validator=_non_negative,
         metavar="SECONDS",
         help="A worker whose event loop has not sent a heartbeat for this long is killed (SIGABRT, which "
-        "logs its traceback, then SIGKILL) and replaced. 0 disables. Needs the supervisor.",
+        "logs its traceback, then SIGKILL) and replaced. 0 disables. The supervisor enforces it; set to "
+        "another value, it starts one for a single worker too.",
     )
     max_requests: int = setting(
         0,
         section=HEALTH,
-        flags=["--max-requests"],
+        flags=["--max-requests", "--limit-max-requests"],
+        aliases=["limit_max_requests"],
         validator=_non_negative,
         metavar="N",
-        help="Recycle a worker after it has served this many requests; 0 disables. The replacement is "
-        "ready before the old worker stops accepting.",
+        help="Recycle a worker after this many requests; 0 disables. At its limit the worker itself stops "
+        "taking requests (the last answer says 'Connection: close'), finishes those in flight and exits, "
+        "while the master starts its replacement.",
     )
     max_requests_jitter: int = setting(
         0,
         section=HEALTH,
-        flags=["--max-requests-jitter"],
+        flags=["--max-requests-jitter", "--limit-max-requests-jitter"],
+        aliases=["limit_max_requests_jitter"],
         validator=_non_negative,
         metavar="N",
         help="Add a random 0..N to --max-requests per worker, so workers do not all recycle at once.",
@@ -129,7 +137,12 @@ class ProcessSettings:
 
     # Operations -------------------------------------------------------------------------------------------
     pid: str | None = setting(
-        None, section=OPS, flags=["-p", "--pid"], metavar="FILE", help="Write the master's PID to this file."
+        None,
+        section=OPS,
+        flags=["-p", "--pid"],
+        aliases=["pidfile"],
+        metavar="FILE",
+        help="Write the master's PID (or the one process's) to this file.",
     )
     daemon: bool = setting(
         False,
@@ -138,10 +151,25 @@ class ProcessSettings:
         help="Detach from the terminal and run in the background (use --pid and log files with it).",
     )
     user: str | None = setting(
-        None, section=OPS, flags=["-u", "--user"], metavar="USER", help="Run the workers as this user (name or id)."
+        None,
+        section=OPS,
+        flags=["-u", "--user"],
+        metavar="USER",
+        help="Run the workers (or the one process) as this user, name or id, once the listeners are bound.",
     )
     group: str | None = setting(
-        None, section=OPS, flags=["-g", "--group"], metavar="GROUP", help="Run the workers as this group."
+        None,
+        section=OPS,
+        flags=["-g", "--group"],
+        metavar="GROUP",
+        help="Run the workers (or the one process) as this group; default: the --user's own group.",
+    )
+    initgroups: bool = setting(
+        False,
+        section=OPS,
+        flags=["--initgroups"],
+        help="With --user, also join every supplementary group the user belongs to (initgroups(3)), as "
+        "gunicorn's --initgroups does; otherwise the process keeps only the one group.",
     )
     # 022 is the usual login umask: files the server creates are not writable by others.
     umask: int = setting(
@@ -156,24 +184,59 @@ class ProcessSettings:
         None,
         section=OPS,
         flags=["-n", "--name"],
+        aliases=["proc_name"],
         metavar="NAME",
         help="Name shown in process titles ('monoceros: master [NAME]'), when setproctitle is installed.",
     )
     chdir: str | None = setting(
         None, section=OPS, flags=["--chdir"], metavar="DIR", help="Change to this directory before loading the app."
     )
+    env: list[str] = setting(
+        [],
+        section=OPS,
+        flags=["-e", "--env"],
+        aliases=["raw_env"],
+        validator=_env_pairs,
+        metavar="NAME=VALUE",
+        help="Set an environment variable for the app; repeat for several.",
+    )
+    env_file: str | None = setting(
+        None,
+        section=OPS,
+        flags=["--env-file"],
+        metavar="FILE",
+        help="Load environment variables for the app from this .env file (python-dotenv's format). Variables "
+        "already set win, as with uvicorn; --env wins over both.",
+    )
 
     # Server hooks -----------------------------------------------------------------------------------------
-    on_starting: Hook | None = _hook_setting("on_starting(arbiter)", "in the master before it binds")
-    when_ready: Hook | None = _hook_setting("when_ready(arbiter)", "in the master once every worker is ready")
-    pre_fork: Hook | None = _hook_setting("pre_fork(arbiter, worker)", "in the master before forking a worker")
-    post_fork: Hook | None = _hook_setting("post_fork(arbiter, worker)", "in a new worker just after the fork")
+    on_starting: Hook | None = _hook_setting("on_starting(server)", "in the master before it binds")
+    when_ready: Hook | None = _hook_setting("when_ready(server)", "in the master once every worker is ready")
+    pre_fork: Hook | None = _hook_setting("pre_fork(server, worker)", "in the master before forking a worker")
+    post_fork: Hook | None = _hook_setting("post_fork(server, worker)", "in a new worker just after the fork")
     post_worker_init: Hook | None = _hook_setting(
         "post_worker_init(worker)", "in a worker once its app is loaded and it is ready"
     )
-    worker_exit: Hook | None = _hook_setting("worker_exit(arbiter, worker)", "in the master after a worker exits")
-    on_reload: Hook | None = _hook_setting("on_reload(arbiter)", "in the master on HUP, before new workers start")
-    on_exit: Hook | None = _hook_setting("on_exit(arbiter)", "in the master just before it exits")
+    worker_exit: Hook | None = _hook_setting(
+        "worker_exit(server, worker)", "in a worker as it exits, after it has stopped serving"
+    )
+    on_reload: Hook | None = _hook_setting("on_reload(server)", "in the master on HUP, before new workers start")
+    on_exit: Hook | None = _hook_setting("on_exit(server)", "in the master just before it exits")
+    worker_int: Hook | None = _hook_setting("worker_int(worker)", "in a worker that got SIGINT or SIGQUIT")
+    worker_abort: Hook | None = _hook_setting(
+        "worker_abort(worker)", "in a worker that got SIGABRT (its loop was blocked past --timeout)"
+    )
+    pre_exec: Hook | None = _hook_setting("pre_exec(server)", "in the new master of a USR2 re-exec, before exec")
+    child_exit: Hook | None = _hook_setting(
+        "child_exit(server, worker)", "in the master when it has reaped an exited worker"
+    )
+    nworkers_changed: Hook | None = _hook_setting(
+        "nworkers_changed(server, new, old)", "in the master when TTIN, TTOU or a reload changes the worker count"
+    )
+    ssl_context: Hook | None = _hook_setting(
+        "ssl_context(config, default_ssl_context_factory)",
+        "in each worker to build the TLS context; it returns an ssl.SSLContext",
+    )
 
     # Development reload -----------------------------------------------------------------------------------
     reload: bool = setting(
@@ -181,6 +244,21 @@ class ProcessSettings:
         section=RELOAD,
         flags=["--reload"],
         help="Restart the workers when a watched file changes (development only). Uses watchfiles.",
+    )
+    reload_delay: float = setting(
+        0.2,
+        section=RELOAD,
+        flags=["--reload-delay"],
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="Wait until files have been quiet this long before reloading, so a save of several files reloads once.",
+    )
+    reload_extra_files: list[str] = setting(
+        [],
+        section=RELOAD,
+        flags=["--reload-extra-file"],
+        metavar="FILE",
+        help="A file to watch besides the --reload-include patterns (a template, a .env); repeat for several.",
     )
     reload_dirs: list[str] = setting(
         [],

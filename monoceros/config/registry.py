@@ -14,7 +14,7 @@ way elsewhere (hypercorn once shipped ``max_requests_jitter = args.max_requests`
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .fields import Setting, _octal_mode, setting
@@ -26,13 +26,28 @@ __all__ = ["SETTINGS", "Config", "Setting", "_octal_mode", "registry", "setting"
 
 @dataclass(frozen=True)
 class Config(ProcessSettings, ServerSettings):
-    """Every setting, resolved and validated. Frozen; workers forked from the master share it."""
+    """Every setting, resolved and validated. Frozen; workers forked from the master share it.
+
+    Beside the settings it records how they were resolved (``internal`` fields, not settings): which names a
+    source set explicitly, so that a setting given where it can have no effect is refused rather than
+    ignored, and the notes to log once logging is up (another server's option that monoceros does not need).
+    """
+
+    given: frozenset[str] = field(default=frozenset(), compare=False, repr=False, metadata={"internal": True})
+    notes: tuple[str, ...] = field(default=(), compare=False, repr=False, metadata={"internal": True})
+
+    def chose(self, name: str) -> bool:
+        """True when a source set setting ``name`` to something other than its default. Stating a default
+        (as ``--print-config``'s output does for every setting) changes nothing, so it never counts."""
+        return name in self.given and getattr(self, name) != SETTINGS[name].default
 
 
 def registry() -> list[Setting]:
     """All settings, in declaration order."""
     out = []
     for f in dataclasses.fields(Config):
+        if f.metadata.get("internal"):
+            continue
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         out.append(
             Setting(
@@ -45,6 +60,8 @@ def registry() -> list[Setting]:
                 choices=f.metadata["choices"],
                 validator=f.metadata["validator"],
                 metavar=f.metadata["metavar"],
+                aliases=f.metadata["aliases"],
+                synonyms=f.metadata["synonyms"],
             )
         )
     return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fields import _networks, _non_negative, _octal_mode, _port, _positive, setting
+from .fields import _header_lines, _networks, _non_negative, _octal_mode, _port, _positive, setting
 
 # -- the settings ---------------------------------------------------------------------------------------------
 
@@ -30,14 +30,26 @@ class ServerSettings:
         None,
         section=APP,
         metavar="APP",
-        help="The app to serve: 'module:attr', 'module:factory' with --factory, or 'path/to/file.py:attr'. "
-        "Without it the built-in demo app is served.",
+        aliases=["wsgi_app"],
+        help="The app to serve: 'module:attr', 'path/to/file.py:attr', a factory 'module:create_app' (called "
+        "with no arguments; detected, or say so with --factory) or 'module:create_app(\"arg\", debug=True)' "
+        "(literal arguments only). Without it (and without --paste) the built-in demo app is served.",
     )
     factory: bool = setting(
         False,
         section=APP,
-        flags=["--factory"],
-        help="Treat APP as a zero-argument callable that returns the app.",
+        flags=["--factory", "--call"],
+        help="Treat APP as a zero-argument callable that returns the app. Without it, a callable that takes no "
+        "arguments is detected as a factory and called, with a warning.",
+    )
+    paste: str | None = setting(
+        None,
+        section=APP,
+        flags=["--paste", "--paster"],
+        metavar="FILE[#NAME]",
+        help="Load the WSGI app from a PasteDeploy .ini file (its [app:main] section, or [app:NAME]), as "
+        "gunicorn's --paste does; its [loggers] configure logging unless --log-config is given. Needs "
+        "PasteDeploy (pip install PasteDeploy).",
     )
     app_dir: str = setting(
         ".",
@@ -45,6 +57,14 @@ class ServerSettings:
         flags=["--app-dir"],
         metavar="DIR",
         help="Directory put first on sys.path before the app is imported.",
+    )
+    pythonpath: list[str] = setting(
+        [],
+        section=APP,
+        flags=["--pythonpath"],
+        metavar="DIRS",
+        help="More directories to put on sys.path before the app is imported (comma-separated or repeated), "
+        "after --app-dir.",
     )
     interface: str = setting(
         "auto",
@@ -56,7 +76,7 @@ class ServerSettings:
     lifespan: str = setting(
         "auto",
         section=APP,
-        flags=["--lifespan"],
+        flags=["--lifespan", "--asgi-lifespan"],
         choices=["auto", "on", "off"],
         help="ASGI lifespan events. 'auto' runs them and carries on quietly if the app does not support them; "
         "'on' makes a failure fatal; 'off' never sends them.",
@@ -64,9 +84,10 @@ class ServerSettings:
     root_path: str = setting(
         "",
         section=APP,
-        flags=["--root-path"],
+        flags=["--root-path", "--url-prefix"],
         metavar="PATH",
-        help="The path prefix the app is mounted under behind a proxy (ASGI root_path, WSGI SCRIPT_NAME).",
+        help="The path prefix the app is mounted under behind a proxy (ASGI root_path, WSGI SCRIPT_NAME; for "
+        "WSGI it is taken off the front of PATH_INFO, as waitress's --url-prefix does).",
     )
     threads: int = setting(
         8,
@@ -117,10 +138,10 @@ class ServerSettings:
     bind: list[str] = setting(
         [],
         section=LISTEN,
-        flags=["-b", "--bind"],
+        flags=["-b", "--bind", "--listen"],
         metavar="ADDRESS",
-        help="Address to listen on; repeat for several. 'HOST:PORT', '[::1]:PORT', 'unix:/path' or "
-        "'fd://N'. When no bind, uds or fd is given, --host and --port are used.",
+        help="Address to listen on; repeat for several. 'HOST:PORT', '[::1]:PORT', '*:PORT' (every IPv4 and "
+        "IPv6 interface), 'unix:/path' or 'fd://N'. When no bind, uds or fd is given, --host and --port are used.",
     )
     host: str = setting(
         "127.0.0.1",
@@ -132,7 +153,7 @@ class ServerSettings:
     uds: str | None = setting(
         None,
         section=LISTEN,
-        flags=["--uds"],
+        flags=["--uds", "--unix-socket"],
         metavar="PATH",
         help="Also listen on this unix socket.",
     )
@@ -143,13 +164,16 @@ class ServerSettings:
         metavar="N",
         help="Also listen on this inherited, already-bound socket file descriptor.",
     )
+    # uvicorn's mode, and what gunicorn's default umask of 0 gives: a proxy such as nginx, running as its own
+    # user, can connect. 660 keeps out everyone outside the socket's group (set --group to the proxy's).
     uds_perms: int = setting(
-        0o660,
+        0o666,
         section=LISTEN,
-        flags=["--uds-perms"],
+        flags=["--uds-perms", "--unix-socket-perms"],
         validator=_octal_mode,
         metavar="MODE",
-        help="Permission bits of a unix socket the server creates (octal, e.g. 660).",
+        help="Permission bits of a unix socket the server creates (octal). 666 lets any local user connect, "
+        "nginx included; use 660 with --group set to the proxy's group to keep others out.",
     )
     # nginx and Linux (net.core.somaxconn) both default to 511 or more; gunicorn uses 2048.
     backlog: int = setting(
@@ -166,6 +190,7 @@ class ServerSettings:
         None,
         section=TLS,
         flags=["--certfile", "--ssl-certfile"],
+        aliases=["ssl_certfile"],
         metavar="FILE",
         help="PEM certificate chain; setting it turns TLS on for every TCP and unix listener.",
     )
@@ -173,6 +198,7 @@ class ServerSettings:
         None,
         section=TLS,
         flags=["--keyfile", "--ssl-keyfile"],
+        aliases=["ssl_keyfile"],
         metavar="FILE",
         help="PEM private key (may be inside --certfile).",
     )
@@ -180,6 +206,7 @@ class ServerSettings:
         None,
         section=TLS,
         flags=["--keyfile-password", "--ssl-keyfile-password"],
+        aliases=["ssl_keyfile_password"],
         metavar="PASSWORD",
         help="Password that decrypts --keyfile.",
     )
@@ -187,6 +214,7 @@ class ServerSettings:
         None,
         section=TLS,
         flags=["--ca-certs", "--ssl-ca-certs"],
+        aliases=["ssl_ca_certs"],
         metavar="FILE",
         help="PEM bundle of CAs trusted to sign client certificates.",
     )
@@ -194,13 +222,17 @@ class ServerSettings:
         "none",
         section=TLS,
         flags=["--cert-reqs", "--ssl-cert-reqs"],
+        aliases=["ssl_cert_reqs"],
         choices=["none", "optional", "required"],
-        help="Whether a client certificate is asked for ('optional') or demanded ('required').",
+        synonyms={"0": "none", "1": "optional", "2": "required"},
+        help="Whether a client certificate is asked for ('optional') or demanded ('required'). The ssl "
+        "module's numbers (0, 1, 2) that gunicorn and uvicorn take mean the same.",
     )
     ciphers: str = setting(
         "TLSv1.2:!aNULL:!eNULL:!MD5:!DSS:!RC4:!3DES",
         section=TLS,
         flags=["--ciphers", "--ssl-ciphers"],
+        aliases=["ssl_ciphers"],
         help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's own).",
     )
 
@@ -208,7 +240,7 @@ class ServerSettings:
     loop: str = setting(
         "auto",
         section=HTTP,
-        flags=["--loop"],
+        flags=["--loop", "--asgi-loop"],
         choices=["auto", "asyncio", "uvloop"],
         help="Event loop. 'auto' uses uvloop when it is installed.",
     )
@@ -218,12 +250,33 @@ class ServerSettings:
         5.0,
         section=HTTP,
         flags=["--keep-alive", "--timeout-keep-alive"],
+        aliases=["keepalive", "timeout_keep_alive", "keep_alive_timeout"],
         validator=_non_negative,
         metavar="SECONDS",
         help="Close a keep-alive connection idle for this long. 0 disables keep-alive.",
     )
-    server_header: bool = setting(True, section=HTTP, flags=["--server-header"], help="Send 'Server: monoceros'.")
-    date_header: bool = setting(True, section=HTTP, flags=["--date-header"], help="Send a 'Date' header.")
+    server_header: bool = setting(
+        True, section=HTTP, flags=["--server-header"], help="Send 'Server: monoceros' unless the app sets its own."
+    )
+    date_header: bool = setting(
+        True, section=HTTP, flags=["--date-header"], help="Send a 'Date' header unless the app sets its own."
+    )
+    headers: list[str] = setting(
+        [],
+        section=HTTP,
+        flags=["--header"],
+        validator=_header_lines,
+        metavar="NAME:VALUE",
+        help="A header sent with every response; repeat for several. One the app sets itself replaces it, and "
+        "'server: NAME' replaces the default Server header.",
+    )
+    sendfile: bool = setting(
+        True,
+        section=HTTP,
+        flags=["--sendfile"],
+        help="Send files (wsgi.file_wrapper, ASGI http.response.pathsend) with sendfile(2) over plain TCP. "
+        "--no-sendfile reads them in pieces instead, as over TLS.",
+    )
 
     # WebSocket --------------------------------------------------------------------------------------------
     ws: str = setting(
@@ -231,15 +284,17 @@ class ServerSettings:
         section=WS,
         flags=["--ws"],
         choices=["auto", "none"],
-        help="WebSocket support. 'auto' serves WebSocket to ASGI apps; 'none' answers upgrade requests with 400 "
-        "(as WSGI apps always do).",
+        synonyms={"websockets": "auto", "websockets-sansio": "auto", "wsproto": "auto"},
+        help="WebSocket support. 'auto' serves WebSocket to ASGI apps (uvicorn's library names mean the same: "
+        "it is always websockets' sans-IO core); 'none' answers upgrade requests with 400 (as WSGI apps always do).",
     )
     # uvicorn's default; the websockets library's own is 1 MiB. Chat and dashboard payloads are far smaller,
     # but file transfer over a WebSocket is common enough that 1 MiB surprises people.
     ws_max_size: int = setting(
         16777216,
         section=WS,
-        flags=["--ws-max-size"],
+        flags=["--ws-max-size", "--websocket-max-message-size"],
+        aliases=["websocket_max_message_size"],
         validator=_positive,
         metavar="BYTES",
         help="Largest incoming message (after decompression). A bigger one closes the connection with 1009.",
@@ -257,7 +312,8 @@ class ServerSettings:
     ws_ping_interval: float = setting(
         20.0,
         section=WS,
-        flags=["--ws-ping-interval"],
+        flags=["--ws-ping-interval", "--ping-interval", "--websocket-ping-interval"],
+        aliases=["websocket_ping_interval", "ping_interval"],
         validator=_non_negative,
         metavar="SECONDS",
         help="Send a ping this often. 0 disables pings.",
@@ -265,7 +321,8 @@ class ServerSettings:
     ws_ping_timeout: float = setting(
         20.0,
         section=WS,
-        flags=["--ws-ping-timeout"],
+        flags=["--ws-ping-timeout", "--ping-timeout"],
+        aliases=["ping_timeout"],
         validator=_positive,
         metavar="SECONDS",
         help="A ping unanswered for this long closes the connection with 1011.",
@@ -300,7 +357,7 @@ class ServerSettings:
     limit_request_field_size: int = setting(
         8190,
         section=LIMITS,
-        flags=["--limit-request-field-size"],
+        flags=["--limit-request-field-size", "--limit-request-field_size"],
         validator=_positive,
         metavar="BYTES",
         help="Longest single header field (name and value). Longer gets 431.",
@@ -318,7 +375,8 @@ class ServerSettings:
     limit_request_headers_size: int = setting(
         65536,
         section=LIMITS,
-        flags=["--limit-request-headers-size"],
+        flags=["--limit-request-headers-size", "--max-request-header-size"],
+        aliases=["max_request_header_size"],
         validator=_positive,
         metavar="BYTES",
         help="Largest total size of all header fields in one request. More gets 431.",
@@ -328,7 +386,8 @@ class ServerSettings:
     limit_request_body: int = setting(
         104857600,
         section=LIMITS,
-        flags=["--limit-request-body"],
+        flags=["--limit-request-body", "--max-request-body-size"],
+        aliases=["max_request_body_size"],
         validator=_non_negative,
         metavar="BYTES",
         help="Largest request body, for ASGI and WSGI alike; more gets 413. 0 means no limit.",
@@ -347,7 +406,8 @@ class ServerSettings:
     limit_concurrency: int = setting(
         1000,
         section=LIMITS,
-        flags=["--limit-concurrency", "--worker-connections"],
+        flags=["--limit-concurrency", "--worker-connections", "--connection-limit"],
+        aliases=["worker_connections", "connection_limit"],
         validator=_positive,
         metavar="N",
         help="Most open connections per worker. Past it, new connections get 503 and are closed.",
@@ -356,10 +416,11 @@ class ServerSettings:
     graceful_timeout: float = setting(
         30.0,
         section=LIMITS,
-        flags=["--graceful-timeout"],
+        flags=["--graceful-timeout", "--timeout-graceful-shutdown"],
+        aliases=["timeout_graceful_shutdown"],
         validator=_non_negative,
         metavar="SECONDS",
-        help="On SIGTERM, how long in-flight requests get to finish before connections are cut.",
+        help="On SIGTERM or SIGINT, how long in-flight requests get to finish before connections are cut.",
     )
 
     # Proxies ----------------------------------------------------------------------------------------------
@@ -384,14 +445,16 @@ class ServerSettings:
         "info",
         section=LOG,
         flags=["--log-level"],
-        choices=["critical", "error", "warning", "info", "debug"],
-        help="Error-log level.",
+        aliases=["loglevel"],
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="Error-log level. 'trace' (uvicorn's) lets through everything, below debug too.",
     )
     access_log: bool = setting(True, section=LOG, flags=["--access-log"], help="Write an access log.")
     access_logfile: str = setting(
         "-",
         section=LOG,
         flags=["--access-logfile"],
+        aliases=["accesslog"],
         metavar="FILE",
         help="Where the access log goes; '-' is standard output.",
     )
@@ -399,6 +462,7 @@ class ServerSettings:
         "-",
         section=LOG,
         flags=["--error-logfile", "--log-file"],
+        aliases=["errorlog"],
         metavar="FILE",
         help="Where the error log goes; '-' is standard error.",
     )
@@ -406,6 +470,7 @@ class ServerSettings:
         '%(h)s - - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)sus',
         section=LOG,
         flags=["--access-logformat"],
+        aliases=["access_log_format"],
         metavar="FORMAT",
         help="gunicorn-style access-log format: %(h)s client, %(r)s request line, %(s)s status, %(b)s body "
         "bytes, %(D)s microseconds, %({name}i)s request header, %({name}o)s response header; see the docs.",
@@ -420,6 +485,14 @@ class ServerSettings:
         None,
         section=LOG,
         flags=["--log-config"],
+        aliases=["logconfig"],
         metavar="FILE",
-        help="A logging.config.dictConfig file (JSON or TOML), or a fileConfig .ini file.",
+        help="A logging.config.dictConfig file (JSON, TOML, or YAML with PyYAML installed), or a fileConfig "
+        ".ini file. It is then in charge of the log handlers.",
+    )
+    capture_output: bool = setting(
+        False,
+        section=LOG,
+        flags=["--capture-output"],
+        help="Send what the app prints to standard output and error into --error-logfile (which must be a file).",
     )

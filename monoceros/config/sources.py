@@ -8,7 +8,7 @@ names the source it came from; a typo anywhere is an error with a did-you-mean, 
 from __future__ import annotations
 
 import ast
-import dataclasses
+import copy
 import difflib
 import importlib
 import math
@@ -16,11 +16,13 @@ import os
 import sys
 import traceback
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .checks import contradictions
+from .foreign import BY_NAME, NOT_NEEDED, note
 from .registry import SETTINGS, Config, Setting, _octal_mode, registry
 
 if sys.version_info >= (3, 11):
@@ -38,6 +40,9 @@ ENV_ALLOWED: frozenset[str] = frozenset()
 CLI_SOURCE = "command line"
 RUN_SOURCE = "monoceros.run() keyword"
 
+# Other servers' names for settings (gunicorn's loglevel, uvicorn's limit_max_requests): name -> setting name.
+ALIASES: dict[str, str] = {alias: s.name for s in SETTINGS.values() for alias in s.aliases}
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -49,41 +54,75 @@ def load_config(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     cwd: str | None = None,
+    notes: Sequence[str] = (),
 ) -> Config:
     """Merge every source into a :class:`Config`; raise :class:`ConfigError` naming the culprit.
 
     ``env=None`` reads ``os.environ``; ``cwd=None`` uses the current directory, which is where
     ``monoceros.toml`` / ``pyproject.toml`` are looked for and relative ``config_file`` paths start.
+    ``notes`` are carried into ``Config.notes`` first (the command line's, see argv.py).
     """
     base = Path.cwd() if cwd is None else Path(cwd)
     environ = os.environ if env is None else env
     values: dict[str, Any] = {}
+    notes = list(notes)
     # Heroku's and Docker images' convention; gunicorn reads it as the default for its workers.
     concurrency = environ.get("WEB_CONCURRENCY")
     if concurrency:
         values["workers"] = convert_value(SETTINGS["workers"], concurrency, "environment variable WEB_CONCURRENCY")
     found = _find_file(config_file, base)
     if found is not None:
-        values.update(convert_layer(found[1], found[0]))
+        values.update(convert_layer(found[1], found[0], notes))
     values.update(_env_layer(environ))
     if cli:
-        values.update(convert_layer(cli, CLI_SOURCE))
+        values.update(convert_layer(cli, CLI_SOURCE, notes))
     if overrides:
-        values.update(convert_layer(overrides, RUN_SOURCE))
-    return Config(**values)
+        values.update(convert_layer(overrides, RUN_SOURCE, notes))
+    config = Config(**values, given=frozenset(values), notes=tuple(notes))
+    raise_all(contradictions(config))
+    return config
 
 
-def convert_layer(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """Convert and validate one source's ``{name: value}``; dashes in names count as underscores."""
+def raise_all(problems: list[str]) -> None:
+    """One ConfigError for every problem found, so a user fixes them in one go, not one run each."""
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems:\n" + "\n".join(f"  - {text}" for text in problems))
+
+
+def convert_layer(raw: Mapping[str, Any], source: str, notes: list[str] | None = None) -> dict[str, Any]:
+    """Convert and validate one source's ``{name: value}``; dashes in names count as underscores.
+
+    Another server's name for a setting counts as the setting. Another server's option that monoceros does
+    not need adds a line to ``notes``; every other name is a problem, and all of them are reported at once.
+    """
     out: dict[str, Any] = {}
+    spelt: dict[str, str] = {}
+    problems: list[str] = []
     for key, value in raw.items():
         name = key.replace("-", "_")
-        setting = SETTINGS.get(name)
-        if setting is None:
-            raise ConfigError(f"unknown setting {key!r} in {source}{_did_you_mean(name, SETTINGS)}")
-        if name in out:
-            raise ConfigError(f"setting {name!r} is given twice in {source}")
-        out[name] = convert_value(setting, value, source)
+        canonical = name if name in SETTINGS else ALIASES.get(name)
+        if canonical is None:
+            foreign = BY_NAME.get(name)
+            if foreign is None:
+                problems.append(f"unknown setting {key!r} in {source}{_did_you_mean(name)}")
+            elif foreign.kind == NOT_NEEDED:
+                if notes is not None:
+                    notes.append(f"{source}: {note(foreign, repr(key))}")
+            else:
+                problems.append(f"{source}: {note(foreign, f'setting {key!r}')}")
+            continue
+        if canonical in out:
+            also = f" (as {spelt[canonical]!r} and {key!r})" if spelt[canonical] != key else ""
+            problems.append(f"setting {canonical!r} is given twice in {source}{also}")
+            continue
+        spelt[canonical] = key
+        try:
+            out[canonical] = convert_value(SETTINGS[canonical], value, source)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    raise_all(problems)
     return out
 
 
@@ -107,9 +146,12 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _did_you_mean(name: str, known: Mapping[str, Any]) -> str:
-    match = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {match[0]!r}?" if match else ""
+def _did_you_mean(name: str) -> str:
+    match = difflib.get_close_matches(name, [*SETTINGS, *ALIASES], n=1)
+    if not match:
+        return ""
+    alias_of = ALIASES.get(match[0])
+    return f"; did you mean {match[0]!r} ({alias_of})?" if alias_of else f"; did you mean {match[0]!r}?"
 
 
 # -- values --------------------------------------------------------------------------------------------------
@@ -125,6 +167,8 @@ def convert_value(setting: Setting, value: Any, source: str) -> Any:
         converted = _CONVERTERS[setting.type](setting, value)
     except _Mismatch as exc:
         raise ConfigError(f"{source}: setting {setting.name!r} expects {exc}, got {value!r}") from None
+    if setting.synonyms and isinstance(converted, str):
+        converted = dict(setting.synonyms).get(converted.strip().lower(), converted)
     if setting.choices is not None and converted not in setting.choices:
         allowed = ", ".join(repr(c) for c in setting.choices)
         raise ConfigError(f"{source}: setting {setting.name!r} must be one of {allowed}; got {value!r}")
@@ -142,6 +186,8 @@ def is_octal(setting: Setting) -> bool:
 
 
 def _to_str(setting: Setting, value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(int(value))  # a user or group id, ssl.CERT_REQUIRED: as the command line would spell it
     if not isinstance(value, str):
         raise _Mismatch("a string")
     return value
@@ -197,7 +243,13 @@ def _to_list(setting: Setting, value: Any) -> list[str]:
         return [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
         return list(value)
+    if setting.name == "headers" and isinstance(value, (list, tuple)) and all(_is_pair(item) for item in value):
+        return [f"{name}:{text}" for name, text in value]  # uvicorn.run(headers=[("name", "value")])
     raise _Mismatch("a list of strings (or one comma-separated string)")
+
+
+def _is_pair(item: Any) -> bool:
+    return isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(part, str) for part in item)
 
 
 def _to_hook(setting: Setting, value: Any) -> Any:
@@ -345,7 +397,7 @@ def _imported_names(tree: ast.Module) -> set[str]:
 
 def config_as_dict(cfg: Config) -> dict[str, Any]:
     """Every setting by name, with lists copied, in registry order."""
-    return dataclasses.asdict(cfg)
+    return {setting.name: copy.copy(getattr(cfg, setting.name)) for setting in registry()}
 
 
 def render_toml(cfg: Config) -> str:

@@ -76,8 +76,10 @@ _REQUEST_LENGTHS: dict[bytes, int] = {}
 _LENGTHS: dict[bytes, int] = {}
 # Chunk-size lines by size: a streamed response repeats the same few sizes (16 KiB pieces, say).
 _CHUNK_LINES: dict[int, bytes] = {}
-# The names response_head does more with than copy the line.
-_SPECIAL_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server"))
+# The names response_head does more with than copy the line: the framing, and the server's own defaults, which
+# an app's header of the same name replaces (a Date or Server set by the app is sent once).
+_SPECIAL_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server", b"date"))
+_FRAMING_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
 
 _MEMO_MAX = 2048
@@ -146,6 +148,7 @@ class HTTP11Connection:
         "_parser",
         "_remaining",
         "_request",
+        "_special",
         "_url",
         "events",
         "keep_alive",
@@ -154,8 +157,10 @@ class HTTP11Connection:
         "upgrade_tail",
     )
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, default_names: frozenset[bytes] = frozenset()) -> None:
+        """``default_names``: lowercase names of the default headers beyond Server and Date (``--header``)."""
         self.limits = limits or Limits()
+        self._special = _SPECIAL_NAMES | default_names if default_names else _SPECIAL_NAMES
         self.events: list[Event] = []
         self.keep_alive = True
         self._parser = httptools.HttpRequestParser(self)
@@ -387,20 +392,25 @@ class HTTP11Connection:
         keep_alive = keep_alive and request.keep_alive
         content_length: int | None = None
         chunked = False
-        has_server = False
+        replaced: list[bytes] | None = None
         parts = [status_line(status)]
         append = parts.append
         lines = _LINES
+        special = self._special
         for item in headers:
             cached = lines.get(item)
             if cached is None:
                 cached = _header_line(item)
             lname, line = cached
-            if lname not in _SPECIAL_NAMES:
+            if lname not in special:
                 append(line)
                 continue
             value = item[1]
-            if lname == b"content-length":
+            if lname not in _FRAMING_NAMES:  # a default header the app sets itself: its value, not ours
+                if replaced is None:
+                    replaced = []
+                replaced.append(lname)
+            elif lname == b"content-length":
                 content_length = _LENGTHS.get(value)
                 if content_length is None:
                     content_length = _response_length(value)
@@ -412,14 +422,10 @@ class HTTP11Connection:
                 if value.lower().find(b"close") >= 0:
                     keep_alive = False
                 continue  # we send our own Connection header
-            elif lname == b"server":
-                has_server = True
             append(line)
         if default_headers:
-            if has_server:
-                default_headers = b"".join(
-                    line + b"\r\n" for line in default_headers.split(b"\r\n") if line and line[:7] != b"server:"
-                )
+            if replaced is not None:
+                default_headers = _without(default_headers, replaced)
             append(default_headers)
         no_body = request.method == "HEAD" or status < 200 or status in (204, 304)
         if no_body or status < 200:
@@ -502,6 +508,13 @@ class HTTP11Connection:
     def request_in_progress(self) -> bool:
         """True while a request's head or body has started but not finished arriving."""
         return self._in_head or self._request is not None
+
+
+def _without(block: bytes, names: list[bytes]) -> bytes:
+    """The default header lines whose names are not in ``names`` (lowercase)."""
+    return b"".join(
+        line + b"\r\n" for line in block.split(b"\r\n") if line and line.partition(b":")[0].lower() not in names
+    )
 
 
 def _classify(exc: Exception) -> ProtocolError:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ClientDisconnected
 from ..protocols.events import Request
+from .sendfile import send_file
 
 if TYPE_CHECKING:
     from .http11 import HTTP11Transport
@@ -275,7 +276,7 @@ class HTTP11Exchange:
         self._flush_pending()
 
     async def sendfile(self, file: Any, offset: int, count: int | None) -> None:
-        """Zero-copy when the body needs no framing and the transport is a plain socket."""
+        """Zero-copy when the body needs no framing and the transport is a plain socket (server/sendfile.py)."""
         self._flush_pending()
         conn = self.conn
         if count is None:
@@ -284,18 +285,17 @@ class HTTP11Exchange:
         if not h11.response_has_body:
             await self.send(b"", False)
             return
-        # asyncio's own loops send a plain socket's file with sendfile(2); uvloop has no loop.sendfile.
-        if h11.response_is_raw and conn.scheme == "http" and isinstance(conn.loop, asyncio.BaseEventLoop):
+        if h11.response_is_raw and conn.scheme == "http" and conn.state.sendfile:
             self._flush_head()
             if count:
                 h11.account_body(count)
-                try:
-                    await conn.loop.sendfile(conn.transport, file, offset, count)
-                except (ConnectionError, RuntimeError) as exc:
-                    if conn.lost:
-                        raise ClientDisconnected("client disconnected") from exc
-                    raise
-            self.response_bytes += count
+                sent = await send_file(conn, file.fileno(), offset, count)
+                self.response_bytes += sent
+                if sent < count:
+                    # The file shrank while it was sent: the client waits for bytes that will never come.
+                    self.log_error(f"the file ended {count - sent} bytes before its length; closing the connection")
+                    self.abort()
+                    return
             await self.send(b"", False)
             return
         # Otherwise read it in pieces off the loop thread (a disk read may block) and send them with

@@ -55,6 +55,31 @@ class FlowControl:
         if self.lost:
             raise ClientDisconnected("client disconnected")
 
+    async def wait_flushed(self) -> None:
+        """Wait until the transport has written all it holds, so bytes written around it (by sendfile) come
+        after. The high-water mark drops to 0 meanwhile, so the transport pauses this protocol while it holds
+        anything and calls ``resume_writing`` once its buffer is empty (asyncio's and uvloop's both do)."""
+        transport = self.transport
+        if self.lost or not transport.get_write_buffer_size():
+            return
+        low, high = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=0, low=0)
+        try:
+            while transport.get_write_buffer_size() and not self.lost:
+                if self.write_paused:
+                    await self.drain()
+                else:
+                    await asyncio.sleep(0.001)  # not paused by a transport that only checks on its next write
+        finally:
+            if not self.lost:
+                transport.set_write_buffer_limits(high=high, low=low)
+        if self.lost:
+            raise ClientDisconnected("client disconnected")
+
+    def add_waiter(self, waiter: asyncio.Future[None]) -> None:
+        """Have ``waiter`` woken when the transport drains or the connection is lost."""
+        self._drain_waiters.append(waiter)
+
     def _wake_drain(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:

@@ -42,6 +42,9 @@ LINGER_SECONDS = 2.0  # after a final error response, how long to drain the clie
 SHUTDOWN_IDLE = 0.5  # on a graceful stop, how long an idle keep-alive connection may still bring a request
 
 _NONE, _HEADER, _KEEPALIVE, _LINGER = 0, 1, 2, 3
+# The ASGI pathsend extension, offered on every HTTP/1.1 connection: an app may answer with a file's path,
+# which goes out with sendfile (adapters/asgi_http.py). Its value is an empty dict, by the spec.
+_PATHSEND: dict[str, Any] = {}
 _INF = float("inf")
 
 
@@ -74,11 +77,11 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
         self.state = state
         self.loop = state.loop
         self.scheme = scheme
-        self.h11 = HTTP11Connection(state.limits)
+        self.h11 = HTTP11Connection(state.limits, state.default_names)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
-        self.extensions: dict[str, Any] = {}
+        self.extensions: dict[str, Any] = {"http.response.pathsend": _PATHSEND}
         self.exchange: HTTP11Exchange | None = None
         self._pending: deque[Event] = deque()
         self._error: ProtocolError | None = None
@@ -105,7 +108,7 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
         elif isinstance(sock, str) and sock:
             self.server = (sock, None)
         if self.scheme == "https":
-            self.extensions = {"tls": _tls_extension(self.transport)}
+            self.extensions["tls"] = _tls_extension(self.transport)
         if len(state.connections) > state.limit_concurrency:
             # Past the per-worker connection limit: a quick, explicit 503 beats a silent queue.
             self._send_error(503, "the server is at its connection limit")
@@ -226,6 +229,9 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
     def _start(self, request: Request) -> HTTP11Exchange:
         self._deadline_kind = _NONE
         state = self.state
+        state.requests_served += 1
+        if state.requests_served == state.request_limit:
+            state.limit_reached()  # the worker's last request: it stops taking more before this one runs
         exchange = HTTP11Exchange(self, request)
         proxy = state.proxy
         if proxy is not None:
@@ -260,7 +266,6 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
 
     def response_complete(self, exchange: HTTP11Exchange) -> None:
         """Called by the exchange once its last byte is written."""
-        self.state.requests_served += 1
         if not exchange.body_done:
             if exchange.continue_pending:
                 # We never sent 100 Continue, so the client holds its body back: close instead.

@@ -98,7 +98,7 @@ def specs_from_config(cfg: Config) -> list[ListenSpec]:
 
     ``bind``, ``uds`` and ``fd`` add up; ``host``/``port`` are used only when none of them is given.
     """
-    specs = [parse_bind(item) for item in cfg.bind]
+    specs = [spec for item in cfg.bind for spec in _expand_wildcard(item)]
     if cfg.uds is not None:
         if not cfg.uds or "\0" in cfg.uds:
             raise ConfigError(f"uds {cfg.uds!r}: not a usable unix socket path")
@@ -119,6 +119,28 @@ def specs_from_config(cfg: Config) -> list[ListenSpec]:
             host = _tcp_host(cfg.host, host, setting="host")
         specs.append(ListenSpec("tcp", host=host, port=cfg.port))
     return list(dict.fromkeys(specs))
+
+
+def _expand_wildcard(value: str) -> list[ListenSpec]:
+    """waitress's '*:PORT' means every interface of both families: 0.0.0.0 and, where IPv6 is, [::]."""
+    text = value.strip()
+    if text != "*" and not text.startswith("*:"):
+        return [parse_bind(value)]
+    port = _parse_port(value, text[2:]) if text.startswith("*:") else DEFAULT_PORT
+    specs = [ListenSpec("tcp", host=ALL_INTERFACES, port=port)]
+    if _ipv6_works():
+        specs.append(ListenSpec("tcp", host="::", port=port))
+    return specs
+
+
+def _ipv6_works() -> bool:
+    """Can this machine listen on IPv6 at all (a container may have it compiled in but turned off)?"""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::", 0))
+    except OSError:
+        return False
+    return True
 
 
 def _bind_error(value: str, reason: str, setting: str = "bind") -> ConfigError:
@@ -165,6 +187,33 @@ def create_socket(spec: ListenSpec, cfg: Config, *, reuse_port: bool = False) ->
     if spec.kind == "unix":
         return _unix_socket(spec, cfg.backlog, cfg.uds_perms)
     return _fd_socket(spec)
+
+
+def bind_all(
+    cfg: Config,
+    *,
+    kinds: tuple[ListenKind, ...] = ("tcp", "unix", "fd"),
+    reuse_port: bool = False,
+    owner: tuple[int | None, int | None] = (None, None),
+) -> list[socket.socket]:
+    """The listeners of ``kinds`` that the settings ask for, bound; on any failure none is left open.
+
+    Under a master with ``--reuse-port`` the master binds the unix and fd listeners and each worker its own
+    TCP ones. A unix socket goes to ``owner`` (the --user and --group the server will run as)."""
+    sockets: list[socket.socket] = []
+    uid, gid = owner
+    try:
+        for spec in specs_from_config(cfg):
+            if spec.kind not in kinds:
+                continue
+            sockets.append(create_socket(spec, cfg, reuse_port=reuse_port and spec.kind == "tcp"))
+            if spec.kind == "unix" and (uid is not None or gid is not None):
+                os.chown(spec.path, -1 if uid is None else uid, -1 if gid is None else gid)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _tcp_socket(spec: ListenSpec, backlog: int, reuse_port: bool = False) -> socket.socket:

@@ -64,6 +64,7 @@ class ServerState:
         self.keep_alive = config.keep_alive
         self.header_timeout = config.header_timeout
         self.limit_concurrency = config.limit_concurrency
+        self.sendfile = config.sendfile
         self.connections: set[Connection] = set()
         # WebSocket: the handler (None when not served), why not, and the close code a graceful stop sends
         # (1001 going away; the worker switches to 1012 service restart when a reload retires it).
@@ -72,18 +73,32 @@ class ServerState:
         self.ws_refusal_logged = False
         self.ws_shutdown_code = 1001
         self.shutting_down = False
+        # Requests taken (counted as each starts), and the worker's limit: at it, ``limit_reached`` is called
+        # before the request runs, so its answer can say "Connection: close". 0 means no limit.
         self.requests_served = 0
-        self._server_header = b"server: monoceros\r\n" if config.server_header else b""
+        self.request_limit = 0
+        self.limit_reached: Callable[[], None] = _nothing
+        # --header lines, then the names an app's own header replaces (Server and Date are always among them).
+        custom = [item.partition(":") for item in config.headers]
+        self._custom = b"".join(f"{name.strip()}: {value.strip()}\r\n".encode("latin-1") for name, _, value in custom)
+        self.default_names = frozenset(name.strip().lower().encode("latin-1") for name, _, _ in custom)
+        server = config.server_header and b"server" not in self.default_names
+        self._server_header = b"server: monoceros\r\n" if server else b""
+        self._date = config.date_header and b"date" not in self.default_names
         self.default_headers = b""
         self.refresh_date()
 
     def refresh_date(self) -> None:
         """Re-encode the Date header; the worker calls this once a second (RFC 9110 §6.6.1 precision)."""
         date = b""
-        if self.config.date_header:
+        if self._date:
             date = b"date: " + formatdate(time.time(), usegmt=True).encode("ascii") + b"\r\n"
-        self.default_headers = self._server_header + date
+        self.default_headers = self._server_header + date + self._custom
 
     def in_flight(self) -> int:
         """How many connections are in the middle of an exchange."""
         return sum(1 for conn in self.connections if conn.busy)
+
+
+def _nothing() -> None:
+    pass

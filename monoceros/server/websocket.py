@@ -105,7 +105,9 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         if state.proxy is not None:  # X-Forwarded-Proto: https (or wss) makes it wss
             self.client, scheme = state.proxy.resolve(http.client, scheme, request.headers)
         self.scheme = scheme
-        self.extensions: dict[str, Any] = {"websocket.http.response": {}, **http.extensions}
+        self.extensions: dict[str, Any] = {"websocket.http.response": {}}
+        if "tls" in http.extensions:
+            self.extensions["tls"] = http.extensions["tls"]
         self.subprotocols: list[str] = []
         super().__init__()
         self.lost = False

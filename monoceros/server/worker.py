@@ -1,8 +1,9 @@
 """One worker: an event loop that owns the listeners, the connections and the app.
 
-Run alone, it is the whole single-process server. Under the supervisor, each
-forked worker runs one, with the sockets the master bound and a :class:`Link`
-through which it reports heartbeats and readiness.
+Run alone, it is the whole single-process server (supervisor/single.py sets the
+process up around it). Under the supervisor, each forked worker runs one, with the
+sockets the master bound. Either way a :class:`Link` carries what the process model
+wants to know: readiness, heartbeats, the stop, the request limit.
 
 Order of events: load the app, run lifespan startup, start listening, serve until
 a stop signal, then stop accepting, close idle connections, let in-flight requests
@@ -25,9 +26,9 @@ from ..adapters.asgi_websocket import ASGIWebSocketHandler
 from ..adapters.lifespan import Lifespan
 from ..config import Config
 from ..logs import AccessLogger, reopen_log_files
-from .app_loader import load_app
+from .app_loader import LoadedApp, load_app, warn_unused_settings
 from .http11 import HTTP11Transport
-from .listeners import create_socket, describe, inherited_sockets, specs_from_config
+from .listeners import describe
 from .memory import freeze_startup_objects, retain_heap
 from .proxy import ProxyTrust
 from .state import Handler, ServerState
@@ -55,15 +56,24 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 
 class Link(Protocol):
-    """How a supervised worker talks to its master (see supervisor/child.py)."""
+    """How a worker talks to its process model: a supervised worker to its master (supervisor/child.py),
+    the one process to itself (supervisor/single.py)."""
 
     tick_interval: float
+    supervised: bool  # under a master: INT is the master's to handle, the worker takes TERM and QUIT
+    request_limit: int  # requests to take before stopping for a replacement; 0 for none
 
     def ready(self, worker: Worker) -> None:
         """The worker listens and its app has started: it can take traffic."""
 
     def tick(self, worker: Worker) -> None:
         """Called from the event loop every ``tick_interval``: the heartbeat."""
+
+    def interrupted(self, worker: Worker, sig: signal.Signals) -> None:
+        """The worker got SIGINT or SIGQUIT (gunicorn's worker_int hook runs here)."""
+
+    def retiring(self, worker: Worker) -> None:
+        """The worker took its last request and stops by itself; the master should replace it now."""
 
     def stopping(self, worker: Worker) -> None:
         """The worker has begun to stop."""
@@ -75,9 +85,9 @@ class Worker:
     def __init__(
         self,
         config: Config,
-        app: Any = None,
-        sockets: list[socket.socket] | None = None,
-        link: Link | None = None,
+        app: Any,
+        sockets: list[socket.socket],
+        link: Link,
     ) -> None:
         self.config = config
         self.app_arg = app
@@ -91,6 +101,7 @@ class Worker:
         self._force = False
         self._close_handler: Callable[[], None] | None = None
         self._ticker: asyncio.TimerHandle | None = None
+        self._retired = False
 
     def run(self) -> None:
         """Run the worker to completion on a fresh event loop."""
@@ -110,13 +121,17 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         retain_heap(config.heap_retain)
-        app, interface = load_app(config, self.app_arg)
+        loaded = self.app_arg if isinstance(self.app_arg, LoadedApp) else load_app(config, self.app_arg)
+        app, interface = loaded
+        warn_unused_settings(config, interface)
         handler = self._make_handler(app, interface, loop)
         proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
         state = self.state = ServerState(config, loop, handler, AccessLogger(config), proxy)
+        state.request_limit = self.link.request_limit
+        state.limit_reached = self._retire
         self._serve_websocket(state, interface)
         ssl_context = create_ssl_context(config)
-        sockets = self.sockets if self.sockets is not None else self._bind()
+        sockets = self.sockets
         try:
             if self.lifespan is not None:
                 await self.lifespan.startup()
@@ -135,8 +150,11 @@ class Worker:
             log.info("Serving %s app %s", interface.upper(), config.app or "monoceros.demo:app")
             self._install_signals(loop)
             self._tick()
-            if self.link is not None:
-                self.link.ready(self)
+            try:
+                self.link.ready(self)  # runs post_worker_init (and alone, when_ready): they may raise
+            except BaseException:
+                await self._shutdown()
+                raise
             await self._stop.wait()
             await self._shutdown()
         finally:
@@ -147,9 +165,6 @@ class Worker:
             self._remove_signals(loop)
             if self._close_handler is not None:
                 self._close_handler()
-            if self.sockets is None:
-                for sock in sockets:
-                    sock.close()
 
     def _make_handler(self, app: Any, interface: str, loop: asyncio.AbstractEventLoop) -> Handler:
         if interface == "wsgi":
@@ -179,20 +194,6 @@ class Worker:
         if self.state is not None:
             self.state.ws_shutdown_code = 1012
 
-    def _bind(self) -> list[socket.socket]:
-        inherited = inherited_sockets()  # systemd socket activation
-        if inherited:
-            return inherited
-        sockets: list[socket.socket] = []
-        try:
-            for spec in specs_from_config(self.config):
-                sockets.append(create_socket(spec, self.config))
-        except BaseException:
-            for sock in sockets:
-                sock.close()
-            raise
-        return sockets
-
     def _tick(self) -> None:
         """Once a second (more often under a supervisor with a short timeout): refresh the cached Date
         header, and send the master a heartbeat. Being a loop callback, the heartbeat stops when the loop
@@ -200,8 +201,8 @@ class Worker:
         assert self.state is not None
         self.state.refresh_date()
         loop = self.state.loop
-        if self.link is not None:
-            self.link.tick(self)
+        self.link.tick(self)
+        if self.link.supervised:
             self._ticker = loop.call_later(self.link.tick_interval, self._tick)
         else:
             self._ticker = loop.call_at(int(loop.time()) + 1.0, self._tick)
@@ -212,21 +213,34 @@ class Worker:
         """Begin stopping. A second request, or ``graceful=False``, cuts in-flight requests at once."""
         if self._stop is None:
             return
-        if self._stop.is_set() or not graceful:
+        if (self._stop.is_set() and not self._retired) or not graceful:
             self._force = True
+        self._retired = False
         self._stop.set()
 
-    # Alone, TERM and INT both stop gracefully and a second one stops at once (Ctrl+C twice).
-    # Under a supervisor, as in gunicorn: TERM is graceful, INT and QUIT are immediate.
+    def _retire(self) -> None:
+        """The request limit is reached (called as the last request starts): take no more requests, finish
+        those in flight, and exit so that the master's replacement takes over."""
+        state = self.state
+        assert state is not None
+        state.shutting_down = True  # the last request's answer says Connection: close; keep-alive ends
+        log.info("Took %d requests (max %d): stopping for a replacement", state.requests_served, state.request_limit)
+        self.link.retiring(self)
+        self.restarting()
+        self.stop(graceful=True)
+        self._retired = True  # a TERM the master sends meanwhile is the same graceful stop, not a second one
+
+    # One behaviour in every process model: TERM and INT stop gracefully, a second TERM or INT stops at once,
+    # QUIT stops at once. Under a master, INT is the master's: a Ctrl+C reaches the whole process group, and
+    # the master answers it by sending the workers TERM (and QUIT on the second).
     def _signal_table(self) -> dict[signal.Signals, Callable[[signal.Signals], None]]:
         table: dict[signal.Signals, Callable[[signal.Signals], None]] = {
             signal.SIGTERM: self._on_stop_signal,
+            signal.SIGQUIT: self._on_fast_stop_signal,
             signal.SIGUSR1: self._on_reopen_signal,
         }
-        if self.link is None:
+        if not self.link.supervised:
             table[signal.SIGINT] = self._on_stop_signal
-        else:
-            table[signal.SIGINT] = table[signal.SIGQUIT] = self._on_fast_stop_signal
         return table
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -242,12 +256,15 @@ class Worker:
             loop.remove_signal_handler(sig)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
-        already = self._stop is not None and self._stop.is_set()
+        already = self._stop is not None and self._stop.is_set() and not self._retired
         log.info("Received %s: %s", sig.name, "stopping now" if already else "shutting down gracefully")
+        if sig == signal.SIGINT:
+            self.link.interrupted(self, sig)
         self.stop(graceful=True)
 
     def _on_fast_stop_signal(self, sig: signal.Signals) -> None:
         log.info("Received %s: stopping now", sig.name)
+        self.link.interrupted(self, sig)
         self.stop(graceful=False)
 
     def _on_reopen_signal(self, sig: signal.Signals) -> None:
@@ -258,8 +275,7 @@ class Worker:
         state = self.state
         assert state is not None
         state.shutting_down = True
-        if self.link is not None:
-            self.link.stopping(self)
+        self.link.stopping(self)
         for server in self._servers:
             server.close()
         for conn in list(state.connections):
@@ -275,7 +291,9 @@ class Worker:
         while (state.connections or _app_tasks(state)) and loop.time() < deadline and not self._force:
             await asyncio.sleep(DRAIN_POLL)
         left = max(state.in_flight(), len(_app_tasks(state)))
-        if left:
+        if left and self._force:
+            log.warning("Stopping now: cutting %d request(s) in flight", left)
+        elif left:
             log.warning("Graceful timeout: cutting %d request(s) still in flight", left)
         for conn in list(state.connections):
             if not conn.lost:

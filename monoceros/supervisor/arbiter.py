@@ -11,9 +11,16 @@ should be.
 The one rule behind reloads, recycling and scaling: the master keeps ``num_workers``
 *active* workers (not retiring). A worker to be replaced is marked retiring, which
 makes the count short, so a replacement is forked at once; the retiring worker gets
-SIGTERM only once enough active workers are ready. So a HUP, a max-requests recycle
-or a memory recycle never leaves fewer ready workers than before, and a replacement
-that cannot boot leaves the old worker serving.
+SIGTERM only once enough active workers are ready. So a HUP or a lifetime or memory
+recycle never leaves fewer ready workers than before, and a replacement that cannot
+boot leaves the old worker serving. A worker at its ``--max-requests`` is the one
+exception: it stops taking requests by itself, at once, so that the limit holds,
+and the master only learns of it from the board (RETIRING) and forks its replacement.
+
+Workers that keep dying before they are ready stop the master, as in gunicorn: at
+once for the two exit codes that say a restart cannot help (the app does not load,
+the worker cannot boot), and after ``BOOT_ATTEMPTS`` deaths in a row for any other
+cause (a crash, a signal), with ``exitcodes.BOOT_CRASH_LOOP``.
 """
 
 from __future__ import annotations
@@ -34,23 +41,25 @@ from typing import Any
 
 from .. import exitcodes
 from ..config import Config
-from ..errors import AppLoadError, ConfigError
+from ..errors import AppLoadError, ConfigError, HookError
+from ..hooks import run_hook, run_hook_logged
 from ..logs import configure_logging, reopen_log_files
-from ..server.app_loader import load_app
-from ..server.listeners import create_socket, inherited_sockets, specs_from_config
+from ..server.app_loader import LoadedApp, load_app
+from ..server.listeners import bind_all, inherited_sockets
 from ..server.memory import freeze_startup_objects
-from .board import RESTART, Board
+from .board import RESTART, RETIRING, Board
 from .child import run_worker
 from .health import WorkerInfo, became_ready, describe_exit, escalation, heartbeat_overdue, recycle_reason
 from .modules import ModuleSnapshot
 from .pidfile import Pidfile
-from .process import daemonize, resolve_user, set_title
+from .process import apply_environment, daemonize, resolve_user, set_title
 from .systemd import Notifier
 
 log = logging.getLogger("monoceros.error")
 
 TICK = 0.1  # seconds between checks when no signal wakes the loop
 MAX_BACKOFF = 10.0  # longest wait before forking again after workers died while booting
+BOOT_ATTEMPTS = 5  # deaths in a row, before any worker was ready, that stop the master (about 3 s of backoff)
 
 SIGNALS = (
     signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN, signal.SIGTTOU,
@@ -59,7 +68,10 @@ SIGNALS = (
 
 
 class Arbiter:
-    """The supervisor. ``run()`` returns the exit code."""
+    """The supervisor. ``run()`` returns the exit code. Hooks get it as ``server``: it has the ``log``,
+    ``pid``, ``cfg``, ``num_workers`` and ``WORKERS`` that gunicorn's hooks use."""
+
+    log = log
 
     def __init__(self, config: Config, app: Any = None, reload_config: Callable[[], Config] | None = None) -> None:
         self.config = config
@@ -74,7 +86,7 @@ class Arbiter:
         self.gid: int | None = None
         self.generation = 0
         self.exit_code = exitcodes.OK
-        self._app: Any = None
+        self._app: LoadedApp | None = None
         self._ages = 0
         self._signals: deque[int] = deque()
         self._wake_r = self._wake_w = -1
@@ -82,6 +94,7 @@ class Arbiter:
         self._announced = False
         self._reload_started: float | None = None
         self._failures = 0
+        self._boot_deaths = 0  # workers in a row that died before they were ready
         self._next_spawn = 0.0
         self._reexec_pid = 0
         self._start_cwd = os.getcwd()
@@ -91,6 +104,14 @@ class Arbiter:
         self._reloader: Any = None
         self._paused = False  # --reload after a failed first boot: fork nothing until a file changes
         self._changed = ""
+
+    @property
+    def cfg(self) -> Config:
+        return self.config
+
+    @property
+    def WORKERS(self) -> dict[int, WorkerInfo]:  # gunicorn's name, which hooks use
+        return self.workers
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -111,12 +132,13 @@ class Arbiter:
 
     def _setup(self) -> None:
         config = self.config
-        set_title(f"monoceros: master [{config.name or config.app or 'demo'}]")
+        titled = set_title(f"monoceros: master [{config.name or config.app or 'demo'}]")
+        if config.name and not titled:
+            log.warning("Setting 'name' has no effect: process titles need setproctitle (pip install setproctitle)")
         if config.pid:
             self._pidfile = Pidfile(config.pid)
             self._pidfile.create(self.pid)
-        if config.on_starting is not None:
-            config.on_starting(self)
+        run_hook(config, "on_starting", self)
         self.uid, self.gid = resolve_user(config.user, config.group)
         self.sockets = inherited_sockets() or self._bind()
         if config.preload:
@@ -135,22 +157,11 @@ class Arbiter:
         log.info("Master %d: starting %d worker(s)", self.pid, self.num_workers)
 
     def _bind(self) -> list[socket.socket]:
-        sockets: list[socket.socket] = []
-        try:
-            for spec in specs_from_config(self.config):
-                if spec.kind == "tcp" and self.config.reuse_port:
-                    continue  # each worker binds its own; a listening socket in the master would steal a share
-                sock = create_socket(spec, self.config)
-                if spec.kind == "unix" and (self.uid is not None or self.gid is not None):
-                    os.chown(spec.path, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
-                sockets.append(sock)
-        except BaseException:
-            for sock in sockets:
-                sock.close()
-            raise
-        return sockets
+        # With --reuse-port each worker binds its own TCP sockets; one in the master would steal a share.
+        kinds: tuple[Any, ...] = ("unix", "fd") if self.config.reuse_port else ("tcp", "unix", "fd")
+        return bind_all(self.config, kinds=kinds, owner=(self.uid, self.gid))
 
-    def _load_app(self, config: Config) -> Any:
+    def _load_app(self, config: Config) -> LoadedApp:
         """--preload: the app loads here, once, and the workers inherit it. With --gc-freeze it is frozen
         here too, before any fork: a worker's own collection then never writes to the inherited objects'
         headers, so their pages stay shared (Django, 2 workers: 10 MiB less private memory each). Before a
@@ -158,11 +169,10 @@ class Arbiter:
         if config.gc_freeze:
             gc.unfreeze()
         try:
-            app, _interface = load_app(config, self.app_arg)
+            return load_app(config, self.app_arg)
         finally:
             if config.gc_freeze:
                 freeze_startup_objects()
-        return app
 
     def _teardown(self) -> None:
         if self._reloader is not None:
@@ -170,8 +180,7 @@ class Arbiter:
         self._notifier.stopping()
         for sock in self.sockets:
             sock.close()
-        if self.config.on_exit is not None:
-            self.config.on_exit(self)
+        run_hook_logged(self.config, "on_exit", self)
         if self._pidfile is not None:
             self._pidfile.unlink(self.pid)
         signal.set_wakeup_fd(-1)
@@ -230,8 +239,13 @@ class Arbiter:
     def _spawn(self, now: float) -> None:
         self._ages += 1
         info = WorkerInfo.new(self.config, self._ages, self.board.allocate(), self.generation, now)
-        if self.config.pre_fork is not None:
-            self.config.pre_fork(self, info)
+        try:
+            run_hook(self.config, "pre_fork", self, info)
+        except HookError as exc:
+            self.board.release(info.slot)
+            log.error("%s", exc, exc_info=exc.__cause__)
+            self._boot_failed(info, exitcodes.BOOT_ERROR, "start a worker: its pre_fork hook raised")
+            return
         app = self._app if self._app is not None else self.app_arg
         pid = os.fork()
         if pid == 0:
@@ -258,6 +272,8 @@ class Arbiter:
             info = self.workers.pop(pid, None)
             if info is None:
                 continue
+            # A last look at its slot: a worker may reach its request limit and exit between two ticks.
+            self._observe(info, time.monotonic())
             self.board.release(info.slot)
             self._on_exit(info, status)
 
@@ -268,18 +284,24 @@ class Arbiter:
         else:
             expected = (info.retiring or self._stopping_since is not None) and code == exitcodes.OK
             (log.info if expected else log.error)("Worker %d (pid %d) %s", info.age, info.pid, text)
-        if self.config.worker_exit is not None:
-            self.config.worker_exit(self, info)
+        run_hook_logged(self.config, "child_exit", self, info)
         if info.ready or info.abandoned or self._stopping_since is not None:
             return  # a ready worker is replaced at once by _maintain
-        if code in (exitcodes.APP_LOAD_ERROR, exitcodes.BOOT_ERROR):
-            self._boot_failed(info, code)
+        if code == exitcodes.APP_LOAD_ERROR:
+            self._boot_failed(info, code, "load the app")
+        elif code == exitcodes.BOOT_ERROR:
+            self._boot_failed(info, code, "boot")
         else:
-            log.warning("Worker died while booting; next attempt in %.1f s", self._backoff())
+            self._boot_deaths += 1
+            if self._boot_deaths >= BOOT_ATTEMPTS:
+                what = f"stay up: {self._boot_deaths} in a row died before they were ready (the last {text})"
+                self._boot_failed(info, exitcodes.BOOT_CRASH_LOOP, what)
+            else:
+                log.warning("Worker died while booting; next attempt in %.1f s", self._backoff())
 
-    def _boot_failed(self, info: WorkerInfo, code: int) -> None:
-        """A worker could not load the app or boot. Forking the same code at once will not fix it."""
-        what = "load the app" if code == exitcodes.APP_LOAD_ERROR else "boot"
+    def _boot_failed(self, info: WorkerInfo, code: int, what: str) -> None:
+        """Workers could not load the app or boot. Forking the same code at once will not fix it."""
+        self._boot_deaths = 0
         serving = [w for w in self.workers.values() if w.ready and w.stop_sent is None]
         if not serving and not self.config.reload:
             log.error("A worker could not %s (exit code %d): stopping", what, code)
@@ -317,14 +339,20 @@ class Arbiter:
         return delay
 
     def _check(self, now: float) -> None:
-        config = self.config
         for info in list(self.workers.values()):
-            slot = self.board.read(info.slot)
-            if became_ready(info, slot):
-                info.ready = True
-                self._failures = 0
-                log.info("Worker %d (pid %d) is ready", info.age, info.pid)
-            silent = heartbeat_overdue(info, slot, config, now)
+            self._observe(info, now)
+        self._escalate(now)
+        self._announce()
+
+    def _observe(self, info: WorkerInfo, now: float) -> None:
+        """Read a worker's slot: it became ready, went silent, or is due (or on its way) to be replaced."""
+        slot = self.board.read(info.slot)
+        if became_ready(info, slot):
+            info.ready = True
+            self._failures = self._boot_deaths = 0
+            log.info("Worker %d (pid %d) is ready", info.age, info.pid)
+        if not info.kill_sent:
+            silent = heartbeat_overdue(info, slot, self.config, now)
             if silent is not None:
                 log.error(
                     "Worker %d (pid %d) timed out: no heartbeat for %.1f s; sending SIGABRT (its traceback "
@@ -333,12 +361,12 @@ class Arbiter:
                 )  # fmt: skip
                 info.abort_sent = now
                 self._signal(info, signal.SIGABRT)
-            reason = recycle_reason(info, slot, now)
-            if reason:
-                log.info("Recycling worker %d (pid %d): it %s", info.age, info.pid, reason)
-                info.retiring = reason
-        self._escalate(now)
-        self._announce()
+        reason = recycle_reason(info, slot, now)
+        if reason:
+            log.info("Recycling worker %d (pid %d): it %s", info.age, info.pid, reason)
+            info.retiring = reason
+            if slot.state == RETIRING and info.stop_sent is None:
+                info.stop_sent = now  # it stops by itself; a TERM from here would be a second stop signal
 
     def _escalate(self, now: float) -> None:
         for info in self.workers.values():
@@ -376,8 +404,13 @@ class Arbiter:
         if not self._announced:
             self._announced = True
             log.info("Ready: %d worker(s) serving", len(current))
-            if self.config.when_ready is not None:
-                self.config.when_ready(self)
+            try:
+                run_hook(self.config, "when_ready", self)
+            except HookError as exc:
+                log.error("%s: stopping", exc, exc_info=exc.__cause__)
+                self.exit_code = exitcodes.BOOT_ERROR
+                self.stop(graceful=True)
+                return
             self._notifier.ready(f"{len(current)} workers serving")
         elif self._reload_started is not None:
             elapsed = (time.monotonic() - self._reload_started) * 1000
@@ -394,7 +427,7 @@ class Arbiter:
     # -- actions (the signal table's targets) --------------------------------------------------------------
 
     def stop(self, graceful: bool = True) -> None:
-        """TERM: graceful; INT and QUIT: at once. The master exits when every worker has."""
+        """Stop every worker, gracefully or at once; the master exits when every worker has."""
         first = self._stopping_since is None
         if first:
             self._stopping_since = time.monotonic()
@@ -410,6 +443,13 @@ class Arbiter:
                 info.stop_sent = info.stop_sent or now
                 self._signal(info, sig)
 
+    def stop_signal(self, sig: signal.Signals) -> None:
+        """TERM and INT: a graceful stop, and the second one stops at once (Ctrl+C twice), as one process
+        does. QUIT: at once."""
+        graceful = sig != signal.SIGQUIT and self._stopping_since is None
+        log.info("Received %s", sig.name)
+        self.stop(graceful=graceful)
+
     def reload(self, reason: str = "SIGHUP") -> None:
         """Zero-downtime reload: re-read the config, start a new generation, retire the old once it is up."""
         log.info("Reloading (%s)", reason)
@@ -422,8 +462,12 @@ class Arbiter:
                 log.error("Reload aborted: %s", exc)
                 return
             configure_logging(config)
-        if config.on_reload is not None:
-            config.on_reload(self)
+            try:
+                apply_environment(config)
+            except ConfigError as exc:
+                log.error("Reload aborted: %s", exc)
+                return
+        run_hook_logged(config, "on_reload", self)
         if config.preload:
             self._modules.forget_new()
             try:
@@ -432,7 +476,8 @@ class Arbiter:
                 log.error("Reload aborted: the app does not load: %s", exc, exc_info=exc.__cause__)
                 return
         self.config = config
-        self.num_workers = config.workers
+        if config.workers != self.num_workers:
+            self._set_workers(config.workers)
         self._paused = False
         self._next_spawn = 0.0
         self.generation += 1
@@ -449,8 +494,13 @@ class Arbiter:
         self.reload(f"changed: {self._changed}")
 
     def scale(self, delta: int) -> None:
-        self.num_workers = max(1 if delta < 0 else 0, self.num_workers + delta)
+        self._set_workers(max(1 if delta < 0 else 0, self.num_workers + delta))
         log.info("Scaling to %d worker(s)", self.num_workers)
+
+    def _set_workers(self, count: int) -> None:
+        old, self.num_workers = self.num_workers, count
+        if count != old:
+            run_hook_logged(self.config, "nworkers_changed", self, count, old)
 
     def reopen_logs(self) -> None:
         reopen_log_files()
@@ -468,6 +518,7 @@ class Arbiter:
         fds = [sock.fileno() for sock in self.sockets]
         pid = os.fork()
         if pid == 0:
+            run_hook_logged(self.config, "pre_exec", self)
             _exec_new_master(fds, self._start_cwd)
         self._reexec_pid = pid
         log.info("Re-executing: new master pid %d inherits %d listener(s)", pid, len(fds))
@@ -499,9 +550,9 @@ def _exec_new_master(fds: list[int], cwd: str) -> None:
 
 SIGNAL_TABLE: dict[int, Callable[[Arbiter], None]] = {
     signal.SIGHUP: lambda a: a.reload(),
-    signal.SIGTERM: lambda a: a.stop(graceful=True),
-    signal.SIGINT: lambda a: a.stop(graceful=False),
-    signal.SIGQUIT: lambda a: a.stop(graceful=False),
+    signal.SIGTERM: lambda a: a.stop_signal(signal.SIGTERM),
+    signal.SIGINT: lambda a: a.stop_signal(signal.SIGINT),
+    signal.SIGQUIT: lambda a: a.stop_signal(signal.SIGQUIT),
     signal.SIGTTIN: lambda a: a.scale(+1),
     signal.SIGTTOU: lambda a: a.scale(-1),
     signal.SIGUSR1: Arbiter.reopen_logs,

@@ -17,9 +17,9 @@ import struct
 import time
 from typing import NamedTuple
 
-BOOTING, READY, STOPPING = 0, 1, 2
+BOOTING, READY, STOPPING, RETIRING = 0, 1, 2, 3  # RETIRING: it stops by itself at its request limit
 
-_BEAT = struct.Struct("=dII")  # written by the worker: heartbeat time, state, requests served
+_BEAT = struct.Struct("=dII")  # written by the worker: heartbeat time, state, requests taken
 _ORDER = struct.Struct("=I")  # written by the master: why it will stop this worker (NONE or RESTART)
 _SLOT_SIZE = _BEAT.size + _ORDER.size
 NONE, RESTART = 0, 1

@@ -3,7 +3,8 @@
 A worker process never returns into the master's code. Whatever happens, it ends
 in ``os._exit`` with an exit code the master understands: 0, or
 ``exitcodes.APP_LOAD_ERROR`` / ``exitcodes.BOOT_ERROR`` for the failures that
-restarting cannot fix.
+restarting cannot fix. As in gunicorn, anything that goes wrong before the worker
+was ready (a ``post_fork`` hook that raises, say) is a boot error.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import faulthandler
 import logging
 import os
 import signal
-import socket
 import sys
 import traceback
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import exitcodes
+from ..config import Config
 from ..errors import MonocerosError
-from ..server.listeners import create_socket, specs_from_config
+from ..failures import report_error
+from ..hooks import run_hook, run_hook_logged
+from ..server.listeners import bind_all
 from ..server.worker import Worker
-from .board import READY, RESTART, STOPPING, Board
-from .process import die_with_parent, drop_privileges, set_title
+from .board import READY, RESTART, RETIRING, STOPPING, Board
+from .process import die_with_parent, drop_privileges, on_abort, set_title
 
 if TYPE_CHECKING:
     from .arbiter import Arbiter
@@ -31,28 +34,34 @@ if TYPE_CHECKING:
 log = logging.getLogger("monoceros.error")
 
 # The master's signals that mean nothing to a worker; a signal sent to the whole process group (a
-# terminal's, say) must not kill it. TERM, INT, QUIT and USR1 get handlers on the worker's event loop.
-IGNORED = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGUSR2)
+# terminal's, say) must not kill it. INT is the master's too: a Ctrl+C reaches every process of the group, and
+# the master answers it by sending the workers TERM. TERM, QUIT and USR1 get handlers on the worker's loop.
+IGNORED = (signal.SIGHUP, signal.SIGINT, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGUSR2)
 
 
 class BoardLink:
     """Reports to the master through the shared board (see board.py)."""
 
-    def __init__(self, board: Board, slot: int, master_pid: int, timeout: float) -> None:
+    supervised = True
+
+    def __init__(self, board: Board, info: WorkerInfo, master_pid: int, config: Config) -> None:
         self.board = board
-        self.slot = slot
+        self.info = info
+        self.slot = info.slot
         self.master_pid = master_pid
+        self.config = config
+        self.request_limit = info.max_requests
         # Several beats per timeout, so one late tick is never mistaken for a blocked loop.
-        self.tick_interval = min(1.0, timeout / 4) if timeout > 0 else 1.0
+        self.tick_interval = min(1.0, config.timeout / 4) if config.timeout > 0 else 1.0
+        self.booted = False
         self._state = 0
 
     def ready(self, worker: Worker) -> None:
         # The hook runs before the master can see READY, so that when_ready comes after every worker's
         # post_worker_init (the master polls the board, so the other order was a race), and a worker
         # whose hook raises is never counted as ready.
-        hook = worker.config.post_worker_init
-        if hook is not None:
-            hook(worker)
+        run_hook(self.config, "post_worker_init", self.info)
+        self.booted = True
         self._state = READY
         self.tick(worker)
 
@@ -64,22 +73,32 @@ class BoardLink:
             self.master_pid = os.getppid()  # say it once
             worker.stop(graceful=True)
 
+    def interrupted(self, worker: Worker, sig: signal.Signals) -> None:
+        run_hook_logged(self.config, "worker_int", self.info)
+
+    def retiring(self, worker: Worker) -> None:
+        self._state = RETIRING  # the master replaces it at once, and sends no TERM of its own
+        self.tick(worker)
+
     def stopping(self, worker: Worker) -> None:
         if self.board.ordered(self.slot) == RESTART:
             worker.restarting()
-        self._state = STOPPING
+        if self._state != RETIRING:
+            self._state = STOPPING
         self.tick(worker)
 
 
 def run_worker(arbiter: Arbiter, info: WorkerInfo, app: Any) -> NoReturn:
     """Become worker ``info``: reset what the master set up, serve, and exit with a meaningful code."""
     code = exitcodes.OK
+    config = arbiter.config
+    link: BoardLink | None = None
     try:
-        config = arbiter.config
+        info.pid = os.getpid()
         arbiter.forget_in_child()
         for sig in IGNORED:
             signal.signal(sig, signal.SIG_IGN)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+        for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         die_with_parent(signal.SIGTERM)
         set_title(f"monoceros: worker [{config.name or config.app or 'demo'}]")
@@ -87,29 +106,24 @@ def run_worker(arbiter: Arbiter, info: WorkerInfo, app: Any) -> NoReturn:
         faulthandler.enable(file=sys.stderr, all_threads=True)
         sockets = list(arbiter.sockets)
         if config.reuse_port:
-            sockets += _reuse_port_sockets(arbiter)
-        drop_privileges(arbiter.uid, arbiter.gid)
-        if config.post_fork is not None:
-            config.post_fork(arbiter, info)
-        link = BoardLink(arbiter.board, info.slot, arbiter.pid, config.timeout)
+            # Each worker binds its own TCP sockets, and the kernel spreads connections between them.
+            sockets += bind_all(config, kinds=("tcp",), reuse_port=True)
+        drop_privileges(arbiter.uid, arbiter.gid, config.initgroups)
+        run_hook(config, "post_fork", arbiter, info)
+        if config.worker_abort is not None:
+            on_abort(lambda: run_hook_logged(config, "worker_abort", info))
+        link = BoardLink(arbiter.board, info, arbiter.pid, config)
         Worker(config, app, sockets, link=link).run()
     except MonocerosError as exc:
-        from ..cli import report_error
-
         code = report_error(exc)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         traceback.print_exc()
-        code = 1
+        code = 1 if link is not None and link.booted else exitcodes.BOOT_ERROR
     finally:
+        run_hook_logged(config, "worker_exit", arbiter, info)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(code)
-
-
-def _reuse_port_sockets(arbiter: Arbiter) -> list[socket.socket]:
-    """With --reuse-port each worker binds its own TCP sockets and the kernel spreads connections."""
-    config = arbiter.config
-    return [create_socket(spec, config, reuse_port=True) for spec in specs_from_config(config) if spec.kind == "tcp"]

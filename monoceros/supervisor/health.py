@@ -7,13 +7,14 @@ testable without processes.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
 from dataclasses import dataclass, field
 
 from ..config import Config
-from .board import READY, Slot
+from .board import READY, RETIRING, Slot
 
 KILL_GRACE = 2.0  # after SIGABRT (traceback dump), how long before SIGKILL
 STOP_GRACE = 5.0  # past graceful_timeout, how long a stopping worker gets before SIGKILL
@@ -22,12 +23,15 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 @dataclass
 class WorkerInfo:
-    """One worker process, as the master tracks it. Hooks receive it as ``worker``."""
+    """One worker process, as the master tracks it. Hooks receive it as ``worker``: it has the ``pid``,
+    ``ppid``, ``age``, ``log`` and ``cfg`` that gunicorn's hooks use."""
 
     age: int  # spawn order, unique for the master's life
     slot: int
     generation: int  # bumped by every reload; older generations are retired
     started: float  # time.monotonic() at fork
+    cfg: Config = field(repr=False)
+    ppid: int = 0  # the master
     pid: int = 0
     ready: bool = False
     retiring: str = ""  # why it is being replaced ("" while it is not)
@@ -40,10 +44,12 @@ class WorkerInfo:
     max_memory: int = 0  # bytes
     memory_checked: float = field(default=0.0, repr=False)
 
+    log = logging.getLogger("monoceros.error")  # gunicorn hooks log through worker.log
+
     @classmethod
     def new(cls, config: Config, age: int, slot: int, generation: int, now: float) -> WorkerInfo:
         """A worker record with its recycling limits drawn, jitter included."""
-        info = cls(age=age, slot=slot, generation=generation, started=now)
+        info = cls(age=age, slot=slot, generation=generation, started=now, cfg=config, ppid=os.getpid())
         if config.max_requests:
             info.max_requests = config.max_requests + random.randint(0, config.max_requests_jitter)
         if config.max_worker_lifetime:
@@ -55,7 +61,8 @@ class WorkerInfo:
 
 
 def became_ready(info: WorkerInfo, slot: Slot) -> bool:
-    return not info.ready and slot.state == READY
+    # A worker with a small request limit may reach it before the master's next look: it was ready too.
+    return not info.ready and slot.state in (READY, RETIRING)
 
 
 def heartbeat_overdue(info: WorkerInfo, slot: Slot, config: Config, now: float) -> float | None:
@@ -78,10 +85,11 @@ def escalation(info: WorkerInfo, config: Config, now: float) -> signal.Signals |
 
 
 def recycle_reason(info: WorkerInfo, slot: Slot, now: float) -> str:
-    """Why a ready worker should be replaced now ("" if it should not)."""
+    """Why a ready worker should be replaced now ("" if it should not). A worker counts its own requests and
+    stops at its limit (see server/worker.py); the master only learns that it did, to replace it."""
     if not info.ready or info.retiring:
         return ""
-    if info.max_requests and slot.requests >= info.max_requests:
+    if slot.state == RETIRING:
         return f"served {slot.requests} requests (max {info.max_requests})"
     if info.max_lifetime and now - info.started >= info.max_lifetime:
         return f"ran {now - info.started:.0f} s (max {info.max_lifetime:.0f} s)"

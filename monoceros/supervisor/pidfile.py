@@ -16,8 +16,8 @@ class Pidfile:
 
     def create(self, pid: int) -> None:
         """Write ``pid``; refuse when the file names another live process (a second server)."""
-        other = self.read()
-        if other is not None and other != pid and _alive(other):
+        other = self.running_other(pid)
+        if other is not None:
             raise ConfigError(f"pid file {self.path} names process {other}, which is still running")
         directory = os.path.dirname(self.path)
         try:
@@ -28,6 +28,11 @@ class Pidfile:
             os.replace(tmp, self.path)
         except OSError as exc:
             raise ConfigError(f"setting 'pid': cannot write {self.path}: {exc.strerror}") from None
+
+    def running_other(self, pid: int) -> int | None:
+        """The live process other than ``pid`` that the file names, if any."""
+        other = self.read()
+        return other if other is not None and other != pid and _alive(other) else None
 
     def rename(self, path: str) -> None:
         """Move the file (USR2: the old master keeps FILE.oldbin while the new one writes FILE)."""

@@ -1,15 +1,20 @@
-"""Process-level operations: daemonizing, dropping privileges, process titles, dying with the parent."""
+"""Process-level operations: daemonizing, dropping privileges, the environment, process titles, signals
+that end a worker, dying with the parent."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import faulthandler
 import grp
 import os
 import pwd
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
+from ..config import Config
 from ..errors import ConfigError
 
 
@@ -47,24 +52,75 @@ def resolve_user(user: str | None, group: str | None) -> tuple[int | None, int |
     return uid, gid
 
 
-def drop_privileges(uid: int | None, gid: int | None) -> None:
-    """Become ``uid``/``gid`` (group first: after setuid we could no longer change it)."""
-    if gid is not None and gid != os.getegid():
-        os.setgroups([gid])
-        os.setgid(gid)
-    if uid is not None and uid != os.geteuid():
-        user = pwd.getpwuid(uid).pw_name
-        os.initgroups(user, gid if gid is not None else pwd.getpwuid(uid).pw_gid)
-        os.setuid(uid)
+def drop_privileges(uid: int | None, gid: int | None, initgroups: bool = False) -> None:
+    """Become ``uid``/``gid`` (groups first: after setuid we could no longer change them). The process keeps
+    only ``gid`` as its group, or with ``initgroups`` every group of the user too, as gunicorn does."""
+    if uid is None and gid is None:
+        return
+    if gid is None and uid is not None:
+        gid = pwd.getpwuid(uid).pw_gid
+    assert gid is not None
+    try:
+        if initgroups and uid is not None:
+            os.initgroups(pwd.getpwuid(uid).pw_name, gid)
+        elif os.getgroups() != [gid] and os.geteuid() == 0:
+            os.setgroups([gid])
+        if gid != os.getegid() or gid != os.getgid():
+            os.setgid(gid)
+        if uid is not None and (uid != os.geteuid() or uid != os.getuid()):
+            os.setuid(uid)
+    except PermissionError:
+        who = f"user {uid}" if uid is not None else f"group {gid}"
+        raise ConfigError(
+            f"settings 'user'/'group': cannot switch to {who}: only root can (run as root, or leave them out)"
+        ) from None
 
 
-def set_title(title: str) -> None:
-    """Set the process title when setproctitle is installed (it is optional)."""
+def apply_environment(config: Config) -> None:
+    """``--env-file`` then ``--env`` into this process's environment, which the app and the workers see.
+
+    As with uvicorn, variables the file sets do not replace ones already set; ``--env`` does (gunicorn)."""
+    if config.env_file is not None:
+        if not os.path.isfile(config.env_file):
+            raise ConfigError(f"setting 'env_file': {os.path.abspath(config.env_file)} does not exist")
+        try:
+            from dotenv import dotenv_values
+        except ImportError:
+            raise ConfigError("setting 'env_file' needs python-dotenv: pip install python-dotenv") from None
+        for name, value in dotenv_values(config.env_file).items():
+            if value is not None:
+                os.environ.setdefault(name, value)
+    for item in config.env:
+        name, _, value = item.partition("=")
+        os.environ[name] = value
+
+
+def set_title(title: str) -> bool:
+    """Set the process title when setproctitle is installed (it is optional); False when it is not."""
     try:
         import setproctitle
     except ImportError:
-        return
+        return False
     setproctitle.setproctitle(title)
+    return True
+
+
+def on_abort(callback: Callable[[], Any]) -> None:
+    """Run ``callback`` when SIGABRT arrives (the master's --timeout), then die of SIGABRT as before.
+
+    The handler writes every thread's traceback first, which faulthandler would otherwise have written: a
+    worker killed for a blocked loop still says where it was blocked. Python runs the handler between two
+    bytecodes, so a loop blocked inside C code never gets here; the master's SIGKILL follows anyway."""
+
+    def handler(signum: int, frame: Any) -> None:
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        try:
+            callback()
+        finally:
+            signal.signal(signal.SIGABRT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGABRT)
+
+    signal.signal(signal.SIGABRT, handler)
 
 
 PR_SET_PDEATHSIG = 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import sys
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -246,6 +247,14 @@ async def garbage(scope: Scope, receive: Any, send: Any) -> None:
     await _json(send, ours)
 
 
+async def print_view(scope: Scope, receive: Any, send: Any) -> None:
+    """``?text=T``: print T to standard output and error, as an app's debugging prints do."""
+    text = _query(scope).get("text", "")
+    print(text, flush=True)
+    print(text + "-stderr", file=sys.stderr, flush=True)
+    await _respond(send, b"printed")
+
+
 async def default(scope: Scope, receive: Any, send: Any) -> None:
     await _read_body(receive)
     await _respond(send, b"ok " + scope["path"].encode())
@@ -273,6 +282,7 @@ ROUTES = {
     "/smuggled": smuggled,
     "/own-server-header": own_server_header,
     "/garbage": garbage,
+    "/print": print_view,
 }
 
 
