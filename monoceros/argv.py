@@ -25,6 +25,7 @@ from .config.foreign import BY_FLAG, NOT_NEEDED, note
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _RENAMED = {"--no-server-name": "--no-server-header"}  # daphne's spelling of the same switch
+_ENDPOINTS = ("tcp:", "tcp6:", "unix:", "ssl:", "fd:", "systemd:")  # twisted endpoint strings (daphne's -e)
 
 
 class UsageError(Exception):
@@ -140,7 +141,7 @@ def _catch_daphne(flag: str, value: str) -> None:
             f"{flag} {value}: -u is the user to run as here (as in gunicorn); to listen on a unix socket "
             f"(daphne's -u), use --uds {value} or -b unix:{value}"
         )
-    if flag in ("-e", "--env") and "=" not in value:
+    if flag in ("-e", "--env") and ("=" not in value or value.startswith(_ENDPOINTS)):
         raise UsageError(
             f"{flag} {value}: -e sets an environment variable here (NAME=VALUE, as in gunicorn); to listen "
             f"on an address (daphne's --endpoint), use -b HOST:PORT, -b unix:PATH or -b fd://N"

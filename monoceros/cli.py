@@ -20,7 +20,7 @@ from .failures import report_error
 
 # List settings whose command-line values may themselves be comma-separated, as uvicorn's
 # --forwarded-allow-ips is. --bind is not: it is repeated instead, like gunicorn's -b.
-_COMMA_SEPARATED = frozenset({"forwarded_allow_ips"})
+_COMMA_SEPARATED = frozenset({"forwarded_allow_ips", "pythonpath"})
 
 _DESCRIPTION = "Serve a WSGI or ASGI application over HTTP/1.1."
 _EPILOG = """\
@@ -139,7 +139,8 @@ def _add_setting(group: argparse._ArgumentGroup, setting: Setting) -> None:
             *flags,
             dest=setting.name,
             metavar=None if setting.choices else setting.metavar,
-            choices=setting.choices,
+            # Synonyms (uvicorn's --ssl-cert-reqs 2) pass argparse; convert_value maps them to the choice.
+            choices=[*setting.choices, *dict(setting.synonyms)] if setting.choices else None,
             help=help_text,
         )
 

@@ -10,13 +10,17 @@ from .config import Config
 from .logs import configure_logging
 from .supervisor.process import apply_environment
 
+# Hooks that only a master ever calls: one given means the user expects a master (as gunicorn always has).
+MASTER_HOOKS = ("on_reload", "pre_exec", "child_exit", "nworkers_changed")
+
 
 def needs_supervisor(config: Config) -> bool:
     """A master runs when asked for, or when a setting needs one to act on the workers: several of them,
-    restarting them (reload, recycling), watching their heartbeat (--timeout other than the default, which
-    applies under a supervisor only), or detaching."""
+    restarting them (reload, recycling, the hooks of a reload, a re-exec or a scaling), watching their
+    heartbeat (--timeout other than the default, which applies under a supervisor only), or detaching."""
     return (
         config.supervisor
+        or any(getattr(config, hook) is not None for hook in MASTER_HOOKS)
         or config.workers > 1
         or config.reload
         or config.daemon

@@ -54,6 +54,8 @@ def contradictions(config: Config) -> list[str]:
             refuse((jitter,), f"without {base!r}")
     if config.user is None:
         refuse(("initgroups",), "without 'user'")
+    if not config.proxy_headers:
+        refuse(("forwarded_allow_ips",), "with 'proxy_headers' off: no X-Forwarded-* header is read")
     if config.capture_output and config.error_logfile == "-" and config.log_config is None:
         refuse(("capture_output",), "while 'error_logfile' is standard error: name a file")
     if config.bind or config.uds is not None or config.fd is not None:

@@ -48,10 +48,7 @@ def import_from_string(spec: str, app_dir: str = ".", pythonpath: list[str] | No
     call = _parse_call(spec, attr) if "(" in attr else None
     if call is not None:
         attr = call[0]
-    for entry in reversed([app_dir, *(pythonpath or [])]):
-        directory = os.path.abspath(entry)
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
+    extend_sys_path(app_dir, pythonpath or [])
     directory = os.path.abspath(app_dir)
     if module_name.endswith(".py") or os.sep in module_name:
         module = _import_file(module_name, directory)
@@ -70,6 +67,14 @@ def import_from_string(spec: str, app_dir: str = ".", pythonpath: list[str] | No
         return value
     wanted = names[0] if len(names) == 1 else " or ".join(repr(n) for n in names)
     raise AttributeNotFound(f"module {module.__name__!r} has no attribute {wanted}")
+
+
+def extend_sys_path(app_dir: str, pythonpath: list[str]) -> None:
+    """Put --app-dir first on sys.path, then the --pythonpath directories, before the app is imported."""
+    for entry in reversed([app_dir, *pythonpath]):
+        directory = os.path.abspath(entry)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
 
 
 def _parse_call(spec: str, text: str) -> tuple[str, list[Any], dict[str, Any]]:
@@ -212,6 +217,7 @@ def load_app(config: Config, app: Any = None) -> LoadedApp:
         if config.paste is not None:
             from .paste import load_paste_app
 
+            extend_sys_path(config.app_dir, config.pythonpath)
             return LoadedApp(load_paste_app(config.paste), "wsgi")
         if config.app is None:
             from ..demo import app as demo

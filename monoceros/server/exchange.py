@@ -289,8 +289,16 @@ class HTTP11Exchange:
             self._flush_head()
             if count:
                 h11.account_body(count)
-                sent = await send_file(conn, file.fileno(), offset, count)
+                try:
+                    sent = await send_file(conn, file.fileno(), offset, count)
+                except ClientDisconnected:
+                    # The kernel said so before the transport did: gone, for the app and the connection alike.
+                    self.fail()
+                    if not conn.lost:
+                        conn.transport.abort()
+                    raise
                 self.response_bytes += sent
+                log.debug("Sent %d bytes of %s with sendfile(2)", sent, getattr(file, "name", "a file"))
                 if sent < count:
                     # The file shrank while it was sent: the client waits for bytes that will never come.
                     self.log_error(f"the file ended {count - sent} bytes before its length; closing the connection")
@@ -300,6 +308,9 @@ class HTTP11Exchange:
             return
         # Otherwise read it in pieces off the loop thread (a disk read may block) and send them with
         # flow control, so a slow client holds one piece in memory, not the file.
+        if log.isEnabledFor(logging.DEBUG):
+            why = "TLS" if conn.scheme != "http" else "--no-sendfile" if not conn.state.sendfile else "chunked"
+            log.debug("Sending %d bytes of %s in pieces (%s)", count, getattr(file, "name", "a file"), why)
         await conn.loop.run_in_executor(None, file.seek, offset)
         remaining = count
         while remaining > 0:

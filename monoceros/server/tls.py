@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from ..config.registry import Config
 from ..errors import ConfigError
+from ..hooks import run_hook
 
 DEFAULT_ALPN: tuple[str, ...] = ("http/1.1",)
 """Protocols offered in ALPN. HTTP/2 support will pass ``("h2", "http/1.1")``."""
@@ -29,7 +30,20 @@ class _NoPassword(Exception):
 
 
 def create_ssl_context(cfg: Config, alpn_protocols: Sequence[str] = DEFAULT_ALPN) -> ssl.SSLContext | None:
-    """The server-side context for ``cfg``, or None when TLS is off (no ``certfile``)."""
+    """The server-side context for ``cfg``, or None when TLS is off (no ``certfile``).
+
+    An ``ssl_context`` hook, as in gunicorn, gets the settings and a factory of this default context, and
+    returns the context to use (typically the default one, adjusted)."""
+    context = _default_context(cfg, alpn_protocols)
+    if context is None or cfg.ssl_context is None:
+        return context
+    chosen = run_hook(cfg, "ssl_context", cfg, lambda: _default_context(cfg, alpn_protocols))
+    if not isinstance(chosen, ssl.SSLContext):
+        raise ConfigError(f"the ssl_context hook must return an ssl.SSLContext, not {type(chosen).__name__}")
+    return chosen
+
+
+def _default_context(cfg: Config, alpn_protocols: Sequence[str]) -> ssl.SSLContext | None:
     if cfg.certfile is None:
         for name in ("keyfile", "keyfile_password", "ca_certs"):
             if getattr(cfg, name) is not None:

@@ -252,7 +252,7 @@ class Arbiter:
             run_worker(self, info, app)  # never returns
         info.pid = pid
         self.workers[pid] = info
-        log.info("Booting worker %d (pid %d)", info.age, pid)
+        log.info("Booting worker %d (pid %d)%s", info.age, pid, info.limits())
 
     def _reap(self) -> None:
         while True:

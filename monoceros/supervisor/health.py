@@ -59,6 +59,17 @@ class WorkerInfo:
             info.max_memory = mib * 1024 * 1024
         return info
 
+    def limits(self) -> str:
+        """Its recycling limits, jitter included, for the log line that announces it ('' when none)."""
+        parts = []
+        if self.max_requests:
+            parts.append(f"{self.max_requests} requests")
+        if self.max_lifetime:
+            parts.append(f"{self.max_lifetime:.1f} s")
+        if self.max_memory:
+            parts.append(f"{self.max_memory // 2**20} MiB")
+        return f", recycled at {' or '.join(parts)}" if parts else ""
+
 
 def became_ready(info: WorkerInfo, slot: Slot) -> bool:
     # A worker with a small request limit may reach it before the master's next look: it was ready too.

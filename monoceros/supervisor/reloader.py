@@ -35,8 +35,13 @@ class Reloader:
         for directory in self.dirs:
             if not os.path.isdir(directory):
                 raise ConfigError(f"setting 'reload_dirs': {directory} is not a directory")
+        self.extra_files = {os.path.abspath(path) for path in config.reload_extra_files}
+        for path in self.extra_files:
+            if not os.path.isfile(path):
+                raise ConfigError(f"setting 'reload_extra_files': {path} is not a file")
         self.includes = list(config.reload_includes)
         self.excludes = list(config.reload_excludes)
+        self.delay_ms = int(config.reload_delay * 1000)
         self.on_change = on_change
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="monoceros-reloader", daemon=True)
@@ -50,7 +55,8 @@ class Reloader:
         return any(fnmatch.fnmatch(name, pattern) for pattern in self.includes)
 
     def start(self) -> None:
-        log.info("Watching for changes in %s (%s)", ", ".join(self.dirs), ", ".join(self.includes))
+        extra = f" and {len(self.extra_files)} more file(s)" if self.extra_files else ""
+        log.info("Watching for changes in %s (%s)%s", ", ".join(self.dirs), ", ".join(self.includes), extra)
         self._thread.start()
 
     def stop(self) -> None:
@@ -59,10 +65,22 @@ class Reloader:
 
     def _run(self) -> None:
         def accept(change: object, path: str) -> bool:
+            if path in self.extra_files:
+                return True  # named one by one (--reload-extra-file): whatever the patterns say
+            if not any(path.startswith(directory + os.sep) for directory in self.dirs):
+                return False  # beside an extra file, outside every watched directory
             return self.wanted(os.path.relpath(path, os.getcwd()) if path.startswith(os.getcwd()) else path)
 
+        # A file outside the watched directories is watched through its own directory, filtered to itself.
+        roots = sorted({*self.dirs, *(os.path.dirname(path) for path in self.extra_files)})
         for changes in self._watchfiles.watch(
-            *self.dirs, watch_filter=accept, stop_event=self._stop, raise_interrupt=False, debounce=200, step=20
+            *roots,
+            watch_filter=accept,
+            stop_event=self._stop,
+            raise_interrupt=False,
+            # Changes are grouped until the files have been quiet for --reload-delay (at most ten times that).
+            step=max(self.delay_ms, 1),
+            debounce=max(10 * self.delay_ms, 1),
         ):
             paths = sorted({os.path.relpath(path) for _, path in changes})
             log.info("Detected changes in %s", ", ".join(paths[:5]))
