@@ -236,6 +236,14 @@ def test_a_real_gunicorn_conf_py_runs_unchanged(tmp_path: Path) -> None:
     assert any("'worker_tmp_dir' is not needed" in note for note in config.notes)
 
 
+def test_a_gunicorn_conf_py_nearby_is_mentioned_not_read(tmp_path: Path) -> None:
+    (tmp_path / "gunicorn.conf.py").write_text("workers = 3\n")
+    config = load_config(env={}, cwd=str(tmp_path))
+    assert config.workers == 1
+    assert "./gunicorn.conf.py is here but not read: pass -c gunicorn.conf.py to use it" in config.notes
+    assert load_config(config_file="gunicorn.conf.py", env={}, cwd=str(tmp_path)).workers == 3
+
+
 def test_every_unknown_name_in_a_config_file_is_listed_at_once(tmp_path: Path) -> None:
     path = tmp_path / "gunicorn.conf.py"
     path.write_text("workers = 2\nstatsd_host = 'x'\nwrokers = 3\nspew = True\nlogleve = 'info'\nbind = 'x:1'\n")

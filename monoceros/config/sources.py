@@ -71,6 +71,9 @@ def load_config(
     if concurrency:
         values["workers"] = convert_value(SETTINGS["workers"], concurrency, "environment variable WEB_CONCURRENCY")
     found = _find_file(config_file, base)
+    if config_file is None and (base / "gunicorn.conf.py").is_file():
+        # gunicorn reads it unasked; a user moving over would otherwise wonder where their settings went.
+        notes.append("./gunicorn.conf.py is here but not read: pass -c gunicorn.conf.py to use it")
     if found is not None:
         values.update(convert_layer(found[1], found[0], notes))
     values.update(_env_layer(environ))
