@@ -36,8 +36,12 @@ def instructions(kind: str, n: int) -> int:
         with open(script, "w") as f:
             f.write(code)
         python = os.path.realpath(sys.executable)  # not a pyenv shim: valgrind would count the shell
+        # The real interpreter outside a virtualenv: hand it this checkout and this environment's packages.
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        paths = [repo, *(entry for entry in sys.path if entry.endswith("site-packages"))]
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", python, script],
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(paths)),
             capture_output=True,
             text=True,
             check=True,
