@@ -64,12 +64,17 @@ def run_hook_logged(config: Config, name: str, *args: Any) -> None:
         log.error("%s; the server carries on", exc, exc_info=exc.__cause__)
 
 
+def _describe(param: str, arg: Any) -> str:
+    if param in _OFFERS:
+        return f"{param} (a {type(arg).__name__}: {_OFFERS[param]})"
+    if isinstance(arg, (int, str)):
+        return f"{param}={arg!r}"
+    return f"{param} (a {type(arg).__name__})"  # the settings, a factory: their repr would fill the screen
+
+
 def _explain(name: str, args: tuple[Any, ...], exc: Exception) -> str:
     params = PARAMETERS.get(name, ())
-    given = ", ".join(
-        f"{param} (a {type(arg).__name__}: {_OFFERS[param]})" if param in _OFFERS else f"{param}={arg!r}"
-        for param, arg in zip(params, args, strict=False)
-    )
+    given = ", ".join(_describe(param, arg) for param, arg in zip(params, args, strict=False))
     return (
         f"server hook {name} raised {type(exc).__name__}: {exc}. It was called as {name}({', '.join(params)}) "
         f"with {given or 'nothing'}; see 'Server hooks' in docs/deployment.md"

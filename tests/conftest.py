@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from server_process import ServerFactory
 from tls_certs import TLSFiles, make_tls_files
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run a test in an empty directory with no MONOCEROS_* variables, as the command line reads both."""
+    monkeypatch.chdir(tmp_path)
+    for var in list(os.environ):
+        if var.startswith("MONOCEROS_"):
+            monkeypatch.delenv(var)
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

@@ -23,14 +23,7 @@ else:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run every test in an empty directory with no MONOCEROS_* variables, as main() reads both."""
-    monkeypatch.chdir(tmp_path)
-    for var in list(os.environ):
-        if var.startswith("MONOCEROS_"):
-            monkeypatch.delenv(var)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated")  # an empty directory, no MONOCEROS_* (tests/conftest.py)
 
 
 def resolved(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import resolved
 
 from monoceros import exitcodes
 from monoceros.cli import main
@@ -23,28 +24,8 @@ from monoceros.config.foreign import FOREIGN, NOT_NEEDED
 from monoceros.config.sources import load_config
 from monoceros.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
-
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for var in list(os.environ):
-        if var.startswith("MONOCEROS_"):
-            monkeypatch.delenv(var)
-    return tmp_path
-
-
-def resolved(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    code = main(["--print-config", *argv])
-    captured = capsys.readouterr()
-    assert code == exitcodes.OK, captured.err
-    return tomllib.loads(captured.out)
+pytestmark = pytest.mark.usefixtures("isolated")  # an empty directory, no MONOCEROS_* (tests/conftest.py)
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -566,24 +566,11 @@ def _boot_limit(server: ServerProcess, unit: str) -> float:
     return float(match.group(1))
 
 
-@proves("max_requests_jitter")
-def probe_max_requests_jitter(ctx: Ctx) -> None:
-    server = ctx.start("supervisor_apps:app", "--max-requests", "3", "--max-requests-jitter", "1000000", master=True)
-    assert _boot_limit(server, "requests") > 3, "max_requests_jitter: the limit drawn is above the base"
-
-
 @proves("max_worker_lifetime")
 def probe_lifetime(ctx: Ctx) -> None:
     server = ctx.start("supervisor_apps:app", "--max-worker-lifetime", "1", master=True)
     first = one_worker(server)
     server.wait_output(f"Recycling worker 1 (pid {first}): it ran", 10)
-
-
-@proves("max_worker_lifetime_jitter")
-def probe_lifetime_jitter(ctx: Ctx) -> None:
-    args = ("--max-worker-lifetime", "1000", "--max-worker-lifetime-jitter", "1000000")
-    server = ctx.start("supervisor_apps:app", *args, master=True)
-    assert _boot_limit(server, "s") > 1000, "max_worker_lifetime_jitter"
 
 
 @proves("max_worker_memory")
@@ -594,10 +581,17 @@ def probe_memory(ctx: Ctx) -> None:
     server.wait_output(f"Recycling worker 1 (pid {first}): it uses", 10)
 
 
-@proves("max_worker_memory_jitter")
-def probe_memory_jitter(ctx: Ctx) -> None:
-    args = ("--max-worker-memory", "4096", "--max-worker-memory-jitter", "1000000")
+@proves("max_requests_jitter", "max_worker_lifetime_jitter", "max_worker_memory_jitter")
+def probe_jitters(ctx: Ctx) -> None:
+    args = (
+        "--max-requests", "3", "--max-requests-jitter", "1000000", "--max-worker-lifetime", "1000",
+        "--max-worker-lifetime-jitter", "1000000", "--max-worker-memory", "4096", "--max-worker-memory-jitter",
+        "1000000",
+    )  # fmt: skip
     server = ctx.start("supervisor_apps:app", *args, master=True)
+    # Each limit drawn for the worker is above its base (a draw of exactly 0 has a chance of one in a million).
+    assert _boot_limit(server, "requests") > 3, "max_requests_jitter"
+    assert _boot_limit(server, "s") > 1000, "max_worker_lifetime_jitter"
     assert _boot_limit(server, "MiB") > 4096, "max_worker_memory_jitter"
 
 
