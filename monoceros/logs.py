@@ -67,7 +67,7 @@ def configure_logging(cfg: Config) -> None:
 
         if has_loggers(cfg.paste):
             # gunicorn's --paste applies the file's [loggers]; ours then only add handlers to its loggers.
-            _apply_log_config(split(cfg.paste)[0])
+            _apply_log_config(split(cfg.paste)[0], "paste")
 
     error_handler = _handler("error_logfile", cfg.error_logfile, sys.stderr)
     try:
@@ -126,39 +126,39 @@ def _capture_output() -> None:
     os.close(fd)
 
 
-def _apply_log_config(path: str) -> None:
+def _apply_log_config(path: str, setting: str = "log_config") -> None:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".json", ".toml", ".yaml", ".yml", ".ini", ".conf", ".cfg"):
-        raise ConfigError(f"log_config {path!r}: expected a .json, .toml, .yaml, .ini or .conf file")
+        raise ConfigError(f"{setting} {path!r}: expected a .json, .toml, .yaml, .ini or .conf file")
     if suffix in (".ini", ".conf", ".cfg"):
         if not os.path.isfile(path):
-            raise ConfigError(f"log_config {path!r}: file not found")
+            raise ConfigError(f"{setting} {path!r}: file not found")
         try:
             logging.config.fileConfig(path, disable_existing_loggers=False)
         except Exception as exc:
-            raise ConfigError(f"log_config {path!r}: not a usable logging fileConfig file: {exc!r}") from exc
+            raise ConfigError(f"{setting} {path!r}: not a usable logging fileConfig file: {exc!r}") from exc
         return
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise ConfigError(f"log_config {path!r}: cannot read: {exc.strerror or exc}") from exc
+        raise ConfigError(f"{setting} {path!r}: cannot read: {exc.strerror or exc}") from exc
     try:
         if suffix == ".json":
             config = json.loads(data)
         elif suffix == ".toml":
             config = _load_toml(data.decode("utf-8"))
         else:
-            config = _load_yaml(path, data)
+            config = _load_yaml(path, data, setting)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"log_config {path!r}: not valid {suffix[1:].upper()}: {exc}") from exc
+        raise ConfigError(f"{setting} {path!r}: not valid {suffix[1:].upper()}: {exc}") from exc
     if not isinstance(config, dict):
-        raise ConfigError(f"log_config {path!r}: expected a dictConfig mapping at the top level")
+        raise ConfigError(f"{setting} {path!r}: expected a dictConfig mapping at the top level")
     config.setdefault("disable_existing_loggers", False)
     try:
         logging.config.dictConfig(config)
     except Exception as exc:
-        raise ConfigError(f"log_config {path!r}: logging.config.dictConfig rejected it: {exc}") from exc
+        raise ConfigError(f"{setting} {path!r}: logging.config.dictConfig rejected it: {exc}") from exc
 
 
 def _load_toml(text: str) -> dict[str, Any]:
@@ -172,39 +172,65 @@ def _load_toml(text: str) -> dict[str, Any]:
     return result
 
 
-def _load_yaml(path: str, data: bytes) -> Any:
+def _load_yaml(path: str, data: bytes, setting: str) -> Any:
     """YAML as uvicorn reads it, through PyYAML (optional: installed with monoceros[standard])."""
     try:
         import yaml
     except ImportError:
-        raise ConfigError(f"log_config {path!r}: a YAML file needs PyYAML: pip install PyYAML") from None
+        raise ConfigError(f"{setting} {path!r}: a YAML file needs PyYAML: pip install PyYAML") from None
     try:
         return yaml.safe_load(data)
     except yaml.YAMLError as exc:
         raise ValueError(str(exc)) from exc
 
 
-def reopen_log_files() -> None:
-    """Reopen every file handler, so logrotate can move the files away (sent on SIGUSR1)."""
+def _file_handlers() -> list[logging.FileHandler]:
+    """Every file handler of every logger, once each."""
     loggers: list[logging.Logger] = [logging.getLogger()]
     loggers += [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
-    seen: set[int] = set()
+    found: dict[int, logging.FileHandler] = {}
     for logger in loggers:
         for handler in logger.handlers:
-            if not isinstance(handler, logging.FileHandler) or id(handler) in seen:
-                continue
-            seen.add(id(handler))
-            handler.acquire()
+            if isinstance(handler, logging.FileHandler):
+                found.setdefault(id(handler), handler)
+    return list(found.values())
+
+
+def reopen_log_files() -> None:
+    """Reopen every file handler, so logrotate can move the files away (sent on SIGUSR1). A file that cannot be
+    opened again keeps its old stream, and the error log says why."""
+    for handler in _file_handlers():
+        handler.acquire()
+        try:
             try:
-                if handler.stream is not None:
-                    handler.stream.close()
-                handler.stream = handler._open()
-            finally:
-                handler.release()
+                stream = handler._open()
+            except OSError as exc:
+                logging.getLogger(ERROR_LOGGER).error("Reopening %s: %s", handler.baseFilename, exc)
+                continue
+            if handler.stream is not None:
+                handler.stream.close()
+            handler.stream = stream
+        finally:
+            handler.release()
     try:
         _capture_output()
     except ConfigError as exc:
         logging.getLogger(ERROR_LOGGER).error("Reopening the log files: %s", exc)
+
+
+def give_log_files_to(uid: int | None, gid: int | None) -> None:
+    """Hand the log files to the user the server will run as (gunicorn does the same), so that after the switch
+    it can still reopen them on SIGUSR1. Only root may; for anyone else this does nothing."""
+    if (uid is None and gid is None) or os.geteuid() != 0:
+        return
+    paths = {handler.baseFilename for handler in _file_handlers()}
+    if _captured is not None:
+        paths.add(os.path.abspath(_captured))
+    for path in paths:
+        try:
+            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
+        except OSError as exc:
+            logging.getLogger(ERROR_LOGGER).warning("Cannot hand %s to the server's user: %s", path, exc)
 
 
 # -- the access log ------------------------------------------------------------------------------------------

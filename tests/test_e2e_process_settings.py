@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shutil
 import signal
 import stat
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -59,6 +61,33 @@ def test_user_drops_privileges_in_every_process_model(serve: ServerFactory, mode
     else:
         assert status_field(server.pid, "Uid").split()[0] == "0"  # the master keeps root to bind on reload
     assert server.stop() == 0
+
+
+@needs_root
+@pytest.mark.parametrize("model", MODELS)
+def test_log_files_go_to_the_user_so_usr1_can_reopen_them(serve: ServerFactory, model: str) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="mono-logs-"))
+    folder.chmod(0o755)  # the files' directory stays root's, as /var/log/app would be
+    access, errors = folder / "access.log", folder / "error.log"
+    nobody = pwd.getpwnam("nobody")
+    try:
+        server = start(
+            serve, model, "--user", "nobody", "--access-logfile", str(access), "--error-logfile", str(errors),
+            ready_text="",
+        )  # fmt: skip
+        wait_for(lambda: errors.exists() and "Serving" in errors.read_text(), 10, "the error log", server)
+        assert os.stat(access).st_uid == os.stat(errors).st_uid == nobody.pw_uid
+        # logrotate's "create 0640 nobody nogroup": the old file moves away, a new one is made for the user.
+        access.rename(folder / "access.log.1")
+        access.touch(0o640)
+        os.chown(access, nobody.pw_uid, nobody.pw_gid)
+        server.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "Received SIGUSR1: reopening log files" in errors.read_text(), 5, "the reopen", server)
+        assert httpx.get(server.url + "/", timeout=5).status_code == 200
+        wait_for(lambda: "GET / " in access.read_text(), 5, "the access line in the new file", server)
+        assert "Reopening" not in errors.read_text()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.parametrize("model", MODELS)

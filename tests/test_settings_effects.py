@@ -257,12 +257,47 @@ def probe_factory(ctx: Ctx) -> None:
     server.wait_record("factory-called")
 
 
+PASTE_INI = """\
+[app:main]
+paste.app_factory = probe_apps:paste_factory
+colour = blue
+
+[loggers]
+keys = root, probe
+
+[handlers]
+keys = file
+
+[formatters]
+keys = plain
+
+[logger_root]
+level = WARNING
+handlers =
+
+[logger_probe]
+level = INFO
+handlers = file
+qualname = probe_apps
+
+[handler_file]
+class = FileHandler
+args = ({log!r},)
+formatter = plain
+
+[formatter_plain]
+format = PASTE %(message)s
+"""
+
+
 @proves("paste")
 def probe_paste(ctx: Ctx) -> None:
-    ini = write(ctx.tmp / "app.ini", "[app:main]\npaste.app_factory = probe_apps:paste_factory\ncolour = blue\n")
+    logged = ctx.tmp / "paste.log"
+    ini = write(ctx.tmp / "app.ini", PASTE_INI.format(log=str(logged)))
     server = ctx.start(None, "--paste", str(ini), "--pythonpath", str(APPS_DIR))
     assert ctx.facts(server)["probe"] == "wsgi", "paste"
     assert json.loads(server.wait_record("paste-factory")) == {"colour": "blue"}
+    assert "PASTE the factory ran" in logged.read_text(), "paste: the file's [loggers] are applied, as gunicorn does"
 
 
 @proves("app_dir", "pythonpath")

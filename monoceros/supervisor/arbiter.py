@@ -43,7 +43,7 @@ from .. import exitcodes
 from ..config import Config
 from ..errors import AppLoadError, ConfigError, HookError
 from ..hooks import run_hook, run_hook_logged
-from ..logs import configure_logging, reopen_log_files
+from ..logs import configure_logging, give_log_files_to, reopen_log_files
 from ..server.app_loader import LoadedApp, load_app
 from ..server.listeners import bind_all, inherited_sockets
 from ..server.memory import freeze_startup_objects
@@ -140,6 +140,7 @@ class Arbiter:
             self._pidfile.create(self.pid)
         run_hook(config, "on_starting", self)
         self.uid, self.gid = resolve_user(config.user, config.group)
+        give_log_files_to(self.uid, self.gid)
         self.sockets = inherited_sockets() or self._bind()
         if config.preload:
             self._app = self._load_app(config)
@@ -462,6 +463,7 @@ class Arbiter:
                 log.error("Reload aborted: %s", exc)
                 return
             configure_logging(config)
+            give_log_files_to(self.uid, self.gid)
             try:
                 apply_environment(config)
             except ConfigError as exc:

@@ -22,6 +22,7 @@ from typing import Any
 from .. import exitcodes
 from ..config import Config
 from ..hooks import run_hook, run_hook_logged
+from ..logs import give_log_files_to
 from ..server.app_loader import load_app
 from ..server.listeners import bind_all, inherited_sockets
 from ..server.worker import Worker
@@ -68,6 +69,7 @@ class SingleProcess:
                 log.warning("Setting 'name' has no effect: process titles need setproctitle (pip install setproctitle)")
             run_hook(config, "on_starting", self)
             uid, gid = resolve_user(config.user, config.group)
+            give_log_files_to(uid, gid)
             app = load_app(config, self.app_arg) if config.preload else self.app_arg
             sockets = inherited_sockets() or bind_all(config, reuse_port=config.reuse_port, owner=(uid, gid))
             drop_privileges(uid, gid, config.initgroups)

@@ -12,6 +12,7 @@ import asyncio
 import ctypes
 import gc
 import json
+import logging
 import os
 import sys
 import threading
@@ -169,4 +170,5 @@ def make_wsgi() -> Any:
 def paste_factory(global_config: dict[str, Any], **local: Any) -> Any:
     """PasteDeploy's app_factory entry point for --paste; the .ini's options arrive in ``local``."""
     record("paste-factory", json.dumps(local))
+    logging.getLogger("probe_apps").info("the factory ran")
     return wsgi
