@@ -144,7 +144,8 @@ def _catch_daphne(flag: str, value: str) -> None:
     if flag in ("-e", "--env") and ("=" not in value or value.startswith(_ENDPOINTS)):
         raise UsageError(
             f"{flag} {value}: -e sets an environment variable here (NAME=VALUE, as in gunicorn); to listen "
-            f"on an address (daphne's --endpoint), use -b HOST:PORT, -b unix:PATH or -b fd://N"
+            f"on an address (daphne's --endpoint), use -b HOST:PORT, -b unix:PATH or -b fd://N, with "
+            f"--certfile and --keyfile for TLS"
         )
 
 

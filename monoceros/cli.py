@@ -139,8 +139,10 @@ def _add_setting(group: argparse._ArgumentGroup, setting: Setting) -> None:
             *flags,
             dest=setting.name,
             metavar=None if setting.choices else setting.metavar,
-            # Synonyms (uvicorn's --ssl-cert-reqs 2) pass argparse; convert_value maps them to the choice.
+            # Synonyms (uvicorn's --ssl-cert-reqs 2) pass argparse; convert_value maps them to the choice. Case
+            # does not matter, as in gunicorn (--log-level DEBUG).
             choices=[*setting.choices, *dict(setting.synonyms)] if setting.choices else None,
+            type=str.lower if setting.choices else str,
             help=help_text,
         )
 

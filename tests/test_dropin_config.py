@@ -46,6 +46,7 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
          {"graceful_timeout": 10.0, "keep_alive": 65.0}),
         (["--ws-per-message-deflate", "false", "--log-level", "trace"],
          {"ws_per_message_deflate": False, "log_level": "trace"}),
+        (["--log-level", "DEBUG", "--lifespan", "On"], {"log_level": "debug", "lifespan": "on"}),
         (["--ssl-certfile", "c.pem", "--ssl-cert-reqs", "2", "--ssl-ca-certs", "ca.pem"],
          {"certfile": "c.pem", "cert_reqs": "required", "ca_certs": "ca.pem"}),
         (["--reload", "--reload-delay", "0.5", "--ws", "wsproto"], {"reload_delay": 0.5, "ws": "auto"}),
@@ -171,11 +172,11 @@ keepalive = 5
 max_requests = 1000
 max_requests_jitter = 100
 preload_app = True
-loglevel = "warning"
 accesslog = "/var/log/myproject/access.log"
 errorlog = "/var/log/myproject/error.log"
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 proc_name = "myproject"
+loglevel = "WARNING"
 pidfile = "/run/myproject/gunicorn.pid"
 umask = 0o007
 user = 33

@@ -170,8 +170,9 @@ def convert_value(setting: Setting, value: Any, source: str) -> Any:
         converted = _CONVERTERS[setting.type](setting, value)
     except _Mismatch as exc:
         raise ConfigError(f"{source}: setting {setting.name!r} expects {exc}, got {value!r}") from None
-    if setting.synonyms and isinstance(converted, str):
-        converted = dict(setting.synonyms).get(converted.strip().lower(), converted)
+    if setting.choices is not None and isinstance(converted, str):
+        converted = converted.strip().lower()  # gunicorn takes loglevel = "DEBUG"
+        converted = dict(setting.synonyms).get(converted, converted)
     if setting.choices is not None and converted not in setting.choices:
         allowed = ", ".join(repr(c) for c in setting.choices)
         raise ConfigError(f"{source}: setting {setting.name!r} must be one of {allowed}; got {value!r}")
