@@ -48,7 +48,7 @@ from ..server.app_loader import LoadedApp, load_app
 from ..server.listeners import bind_all, inherited_sockets
 from ..server.memory import freeze_startup_objects
 from .board import RESTART, RETIRING, Board
-from .child import run_worker
+from .child import Launch, ServerView, run_worker
 from .health import WorkerInfo, became_ready, describe_exit, escalation, heartbeat_overdue, recycle_reason
 from .modules import ModuleSnapshot
 from .pidfile import Pidfile
@@ -187,13 +187,6 @@ class Arbiter:
         signal.set_wakeup_fd(-1)
         log.info("Master %d: exiting (code %d)", self.pid, self.exit_code)
 
-    def forget_in_child(self) -> None:
-        """In a freshly forked worker: drop what belongs to the master alone."""
-        signal.set_wakeup_fd(-1)
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
-        self._signals.clear()
-
     # -- the loop ------------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -248,9 +241,12 @@ class Arbiter:
             self._boot_failed(info, exitcodes.BOOT_ERROR, "start a worker: its pre_fork hook raised")
             return
         app = self._app if self._app is not None else self.app_arg
+        server = ServerView(self.pid, self.config, self.num_workers, dict(self.workers))
+        wake = (self._wake_r, self._wake_w)
+        launch = Launch(self.config, self.sockets, self.board, self.uid, self.gid, self.pid, server, wake)
         pid = os.fork()
         if pid == 0:
-            run_worker(self, info, app)  # never returns
+            run_worker(launch, info, app)  # never returns
         info.pid = pid
         self.workers[pid] = info
         log.info("Booting worker %d (pid %d)%s", info.age, pid, info.limits())

@@ -13,9 +13,11 @@ import faulthandler
 import logging
 import os
 import signal
+import socket
 import sys
 import traceback
-from typing import TYPE_CHECKING, Any, NoReturn
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 from .. import exitcodes
 from ..config import Config
@@ -25,11 +27,8 @@ from ..hooks import run_hook, run_hook_logged
 from ..server.listeners import bind_all
 from ..server.worker import Worker
 from .board import READY, RESTART, RETIRING, STOPPING, Board
+from .health import WorkerInfo
 from .process import die_with_parent, drop_privileges, on_abort, set_title
-
-if TYPE_CHECKING:
-    from .arbiter import Arbiter
-    from .health import WorkerInfo
 
 log = logging.getLogger("monoceros.error")
 
@@ -37,6 +36,32 @@ log = logging.getLogger("monoceros.error")
 # terminal's, say) must not kill it. INT is the master's too: a Ctrl+C reaches every process of the group, and
 # the master answers it by sending the workers TERM. TERM, QUIT and USR1 get handlers on the worker's loop.
 IGNORED = (signal.SIGHUP, signal.SIGINT, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGUSR2)
+
+
+@dataclass
+class ServerView:
+    """What a hook in a worker gets as ``server``: the master as it stood at the fork, with the attributes
+    gunicorn's hooks use."""
+
+    pid: int
+    cfg: Config
+    num_workers: int
+    WORKERS: dict[int, WorkerInfo] = field(repr=False)  # gunicorn's name
+    log = log
+
+
+@dataclass
+class Launch:
+    """Everything a forked worker takes from its master, and nothing more: the master object stays behind."""
+
+    config: Config
+    sockets: list[socket.socket]
+    board: Board
+    uid: int | None
+    gid: int | None
+    master_pid: int
+    server: ServerView
+    master_fds: tuple[int, ...]  # the master's own descriptors (its wake-up pipe): closed in the worker
 
 
 class BoardLink:
@@ -88,14 +113,16 @@ class BoardLink:
         self.tick(worker)
 
 
-def run_worker(arbiter: Arbiter, info: WorkerInfo, app: Any) -> NoReturn:
+def run_worker(launch: Launch, info: WorkerInfo, app: Any) -> NoReturn:
     """Become worker ``info``: reset what the master set up, serve, and exit with a meaningful code."""
     code = exitcodes.OK
-    config = arbiter.config
+    config = launch.config
     link: BoardLink | None = None
     try:
         info.pid = os.getpid()
-        arbiter.forget_in_child()
+        signal.set_wakeup_fd(-1)
+        for fd in launch.master_fds:
+            os.close(fd)
         for sig in IGNORED:
             signal.signal(sig, signal.SIG_IGN)
         for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
@@ -104,15 +131,15 @@ def run_worker(arbiter: Arbiter, info: WorkerInfo, app: Any) -> NoReturn:
         set_title(f"monoceros: worker [{config.name or config.app or 'demo'}]")
         # A worker killed for a blocked loop leaves the tracebacks of all its threads in the error log.
         faulthandler.enable(file=sys.stderr, all_threads=True)
-        sockets = list(arbiter.sockets)
+        sockets = list(launch.sockets)
         if config.reuse_port:
             # Each worker binds its own TCP sockets, and the kernel spreads connections between them.
             sockets += bind_all(config, kinds=("tcp",), reuse_port=True)
-        drop_privileges(arbiter.uid, arbiter.gid, config.initgroups)
-        run_hook(config, "post_fork", arbiter, info)
+        drop_privileges(launch.uid, launch.gid, config.initgroups)
+        run_hook(config, "post_fork", launch.server, info)
         if config.worker_abort is not None:
             on_abort(lambda: run_hook_logged(config, "worker_abort", info))
-        link = BoardLink(arbiter.board, info, arbiter.pid, config)
+        link = BoardLink(launch.board, info, launch.master_pid, config)
         Worker(config, app, sockets, link=link).run()
     except MonocerosError as exc:
         code = report_error(exc)
@@ -122,7 +149,7 @@ def run_worker(arbiter: Arbiter, info: WorkerInfo, app: Any) -> NoReturn:
         traceback.print_exc()
         code = 1 if link is not None and link.booted else exitcodes.BOOT_ERROR
     finally:
-        run_hook_logged(config, "worker_exit", arbiter, info)
+        run_hook_logged(config, "worker_exit", launch.server, info)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
