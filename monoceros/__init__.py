@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from ._version import __version__
 from .config import Config
@@ -26,5 +24,6 @@ def run(app: object | str | None = None, **settings: Any) -> None:
         overrides["app"] = app
         app = None
     config = load_config(overrides=overrides)
-    serve = cast("Callable[..., int]", importlib.import_module("monoceros.runner").serve)
+    from .runner import serve  # here, so that importing monoceros loads no server code
+
     serve(config, app=app, reload_config=lambda: load_config(overrides=overrides))

@@ -5,10 +5,9 @@ from the setting it sets; its job beyond that is turning failures into exit code
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 from . import exitcodes
 from ._version import __version__
@@ -198,14 +197,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # The server modules are imported only when needed, so --help, --print-config and config errors stay fast
-# and do not depend on them. importlib keeps the type checker independent of their import order too.
+# and do not depend on them.
 
 
 def _serve(config: Config, reload_config: Callable[[], Config]) -> int:
-    serve = cast("Callable[..., int]", importlib.import_module("monoceros.runner").serve)
+    from .runner import serve
+
     return serve(config, app=None, reload_config=reload_config)
 
 
 def _check(config: Config) -> int:
-    check = cast("Callable[[Config], int]", importlib.import_module("monoceros.preflight").check)
+    from .preflight import check
+
     return check(config)

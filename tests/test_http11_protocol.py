@@ -14,8 +14,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monoceros.config import Config
 from monoceros.protocols.events import Body, EndBody, ProtocolError, Request
-from monoceros.protocols.http11 import HTTP11Connection, Limits, check_header, status_line
+from monoceros.protocols.http11 import HTTP11Connection as _Connection
+from monoceros.protocols.http11 import Limits as _Limits
+from monoceros.protocols.http11 import check_header, status_line
+
+_DEFAULTS = Config()
+
+
+def Limits(**changed: int) -> _Limits:
+    """The registry's default limits, with ``changed`` ones: the protocol keeps no defaults of its own."""
+    return _Limits(
+        request_line=changed.get("request_line", _DEFAULTS.limit_request_line),
+        field_size=changed.get("field_size", _DEFAULTS.limit_request_field_size),
+        fields=changed.get("fields", _DEFAULTS.limit_request_fields),
+        headers_size=changed.get("headers_size", _DEFAULTS.limit_request_headers_size),
+        body=changed.get("body", 0),
+    )
+
+
+def HTTP11Connection(limits: _Limits | None = None) -> _Connection:
+    return _Connection(limits or Limits())
+
 
 CORPUS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "conformance" / "gunicorn-requests"
 
@@ -51,7 +72,7 @@ def summarise(events: list[object]) -> list[tuple[object, ...]]:
 
 
 def feed(
-    pieces: list[bytes], limits: Limits | None = None, *, eof: bool = False
+    pieces: list[bytes], limits: _Limits | None = None, *, eof: bool = False
 ) -> tuple[list[tuple[object, ...]], int | None]:
     """Feed the pieces (then EOF, if asked); the events and the status of the error, if any."""
     conn = HTTP11Connection(limits)
@@ -195,7 +216,7 @@ def test_underscore_headers_are_dropped_and_whitespace_trimmed() -> None:
         (b"GET / HTTP/1.1\r\nHost: h\r\nExpect: magic\r\n\r\n", None, 417),
     ],
 )
-def test_limits_and_statuses(raw: bytes, limits: Limits | None, status: int) -> None:
+def test_limits_and_statuses(raw: bytes, limits: _Limits | None, status: int) -> None:
     assert feed([raw], limits)[1] == status
     assert feed([raw[i : i + 7] for i in range(0, len(raw), 7)], limits)[1] == status
 

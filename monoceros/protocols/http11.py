@@ -38,13 +38,14 @@ _HEAD_SLACK = 4096
 
 
 class Limits(NamedTuple):
-    """Request size limits, in bytes (``fields`` is a count; ``body`` 0 means none)."""
+    """Request size limits, in bytes (``fields`` is a count; ``body`` 0 means none). No defaults: the settings
+    registry owns them, and a second set here could only disagree with it."""
 
-    request_line: int = 8190
-    field_size: int = 8190
-    fields: int = 100
-    headers_size: int = 65536
-    body: int = 0
+    request_line: int
+    field_size: int
+    fields: int
+    headers_size: int
+    body: int
 
 
 def _status_line(status: int) -> bytes:
@@ -157,9 +158,9 @@ class HTTP11Connection:
         "upgrade_tail",
     )
 
-    def __init__(self, limits: Limits | None = None, default_names: frozenset[bytes] = frozenset()) -> None:
+    def __init__(self, limits: Limits, default_names: frozenset[bytes] = frozenset()) -> None:
         """``default_names``: lowercase names of the default headers beyond Server and Date (``--header``)."""
-        self.limits = limits or Limits()
+        self.limits = limits
         self._special = _SPECIAL_NAMES | default_names if default_names else _SPECIAL_NAMES
         self.events: list[Event] = []
         self.keep_alive = True
