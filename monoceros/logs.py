@@ -63,7 +63,7 @@ def configure_logging(cfg: Config) -> None:
         _apply_log_config(cfg.log_config)
         return
     if cfg.paste is not None:
-        from .server.paste import has_loggers, split
+        from .config.paste import has_loggers, split
 
         if has_loggers(cfg.paste):
             # gunicorn's --paste applies the file's [loggers]; ours then only add handlers to its loggers.

@@ -215,7 +215,7 @@ def load_app(config: Config, app: Any = None) -> LoadedApp:
     """The app callable and its interface, from ``app`` or the APP setting (the demo when neither)."""
     if app is None:
         if config.paste is not None:
-            from .paste import load_paste_app
+            from ..config.paste import load_paste_app
 
             extend_sys_path(config.app_dir, config.pythonpath)
             return LoadedApp(load_paste_app(config.paste), "wsgi")
