@@ -76,8 +76,8 @@ def test_cache_is_bounded() -> None:
     for i in range(10000):
         assert trust.trusts(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
         assert not trust.trusts(f"11.{i // 65536}.{i // 256 % 256}.{i % 256}")
-    assert len(trust._trusted) <= 4096
-    assert len(trust._untrusted) <= 4096
+    assert len(trust._verdicts) <= 4096  # trusted and untrusted verdicts together
+    assert trust._verdicts.limit == 4096
 
 
 # -- resolve: who may speak -------------------------------------------------------------------------------

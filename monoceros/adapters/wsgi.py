@@ -37,6 +37,7 @@ from urllib.parse import unquote_to_bytes
 from .._version import __version__
 from ..config import Config
 from ..errors import ClientDisconnected
+from ..protocols.headers import Memo
 from .exchange import Exchange, fail
 from .thread_pool import ThreadPool
 from .wsgi_input import (
@@ -58,7 +59,6 @@ T = TypeVar("T")
 log = logging.getLogger("monoceros.error")
 
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
-_NAME_CACHE_MAX = 512
 OUTBOX_HIGH_WATER = 262144  # body bytes a pool thread may queue for the loop before it waits
 INLINE_BODY_MAX = 1 << 20  # inline mode holds request bodies up to this size before calling the app
 POOL_BODY_AHEAD = 65536  # the pool reads this much body ahead of the app: what READ_HIGH_WATER buffers anyway
@@ -77,7 +77,7 @@ class WSGIHandler:
         script_name = config.root_path.rstrip("/").encode("utf-8").decode("latin-1")
         self._script_name = script_name
         self._calls: set[_Call] = set()
-        self._names: dict[bytes, str] = dict(_SPECIAL)
+        self._names: Memo[bytes, str] = Memo("environ keys by request header name", 512)
         self._template: Environ = {
             "SCRIPT_NAME": script_name,
             "SERVER_SOFTWARE": f"monoceros/{__version__}",
@@ -185,11 +185,10 @@ class WSGIHandler:
         for name, value in request.headers:
             key = names.get(name)
             if key is None:
-                if 0x5F in name:  # "_", as an int: see protocols/http11.py _UNDERSCORE
+                if 0x5F in name:  # "_", as an int: see protocols/headers.py UNDERSCORE
                     continue  # see the module docstring: it could impersonate a dashed header
-                key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-                if len(names) < _NAME_CACHE_MAX:
-                    names[name] = key
+                key = _SPECIAL.get(name) or "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+                names.remember(name, key)
             text = value.decode("latin-1")
             old = env.get(key)
             if old is None:

@@ -14,7 +14,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..protocols.http11 import check_header, remember
+from ..protocols.headers import Memo, check_header
 
 log = logging.getLogger("monoceros.error")
 
@@ -184,11 +184,11 @@ def parse_status(status: Any) -> int:
         code = _STATUS_CODES.get(status)
         if code is not None:
             return code
-    return remember(_STATUS_CODES, status, _parse_status(status))
+    return _STATUS_CODES.remember(status, _parse_status(status))
 
 
 # Status codes by the app's status line: an app sends the same few, each checked once.
-_STATUS_CODES: dict[str, int] = {}
+_STATUS_CODES: Memo[str, int] = Memo("WSGI status lines, parsed")
 
 
 def _parse_status(status: Any) -> int:
@@ -235,10 +235,9 @@ def _encode_header(item: Any) -> tuple[tuple[bytes, bytes], bool]:
     except UnicodeEncodeError:
         raise ValueError(f"WSGI header {item!r} is not latin-1 encodable") from None
     check_header(*raw)
-    return remember(_ENCODED, item, (raw, raw[0].lower() in _FRAMING))
+    return _ENCODED.remember(item, (raw, raw[0].lower() in _FRAMING))
 
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
-# Checked, encoded headers by the app's (name, value) str pair, and whether each frames the body: an app
-# sends the same few each time.
-_ENCODED: dict[tuple[str, str], tuple[tuple[bytes, bytes], bool]] = {}
+# Checked, encoded headers by the app's (name, value) str pair, and whether each frames the body.
+_ENCODED: Memo[tuple[str, str], tuple[tuple[bytes, bytes], bool]] = Memo("WSGI response headers, encoded")

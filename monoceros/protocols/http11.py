@@ -23,11 +23,14 @@ This module imports no asyncio, socket or threading.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import httptools
 
 from .events import Body, EndBody, Event, ProtocolError, Request
+from .headers import HASH as _HASH
+from .headers import UNDERSCORE as _UNDERSCORE
+from .headers import Memo, check_header
 
 STREAM = 1  # the one stream id of an HTTP/1.1 connection
 _END = EndBody(STREAM)
@@ -58,43 +61,19 @@ def _status_line(status: int) -> bytes:
 
 _STATUS_LINES = {s.value: _status_line(s.value) for s in HTTPStatus}
 
-# RFC 9110 §5.1: field-name is a token. Values may not hold CR, LF or NUL (response splitting).
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_BAD_VALUE = (0x0D, 0x0A, 0x00)  # CR, LF, NUL, as ints (see _UNDERSCORE)
-# Byte membership is tested with an int: ``b"_" in name`` first tries the operand as an integer, and the
-# TypeError it formats and discards costs more than the search (8 % of a small request, three headers).
-_UNDERSCORE, _HASH = 0x5F, 0x23
 # Request headers that decide how the request is framed or answered (see on_headers_complete).
 _FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 
 
-# Memoised work, each in a dict that remember() bounds: apps send the same few things again and again.
-# Validated, encoded header lines by (name, value): each checked (RFC 9110 §5) and formatted once.
-_LINES: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
-# Request Content-Length values already checked (1*DIGIT) and parsed.
-_REQUEST_LENGTHS: dict[bytes, int] = {}
-# Response Content-Length values, parsed: int() of bytes is dear, and most responses repeat a few sizes.
-_LENGTHS: dict[bytes, int] = {}
-# Chunk-size lines by size: a streamed response repeats the same few sizes (16 KiB pieces, say).
-_CHUNK_LINES: dict[int, bytes] = {}
+# Memoised work (see Memo): apps send the same few things again and again.
+_LINES: Memo[tuple[bytes, bytes], tuple[bytes, bytes]] = Memo("checked, encoded response header lines")
+_REQUEST_LENGTHS: Memo[bytes, int] = Memo("request Content-Length values, checked (1*DIGIT) and parsed")
+_LENGTHS: Memo[bytes, int] = Memo("response Content-Length values, parsed (int() of bytes is dear)")
+_CHUNK_LINES: Memo[int, bytes] = Memo("chunk-size lines by size (a stream repeats a few sizes)")
 # The names response_head does more with than copy the line: the framing, and the server's own defaults, which
 # an app's header of the same name replaces (a Date or Server set by the app is sent once).
 _SPECIAL_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection", b"server", b"date"))
 _FRAMING_NAMES = frozenset((b"content-length", b"transfer-encoding", b"connection"))
-
-
-_MEMO_MAX = 2048
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-def remember(cache: dict[K, V], key: K, value: V) -> V:
-    """Memoise ``value`` under ``key`` and return it. The cache is cleared when full: varying keys churn
-    it, and a bounded miss is cheaper than an unbounded cache."""
-    if len(cache) >= _MEMO_MAX:
-        cache.clear()
-    cache[key] = value
-    return value
 
 
 def _header_line(item: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
@@ -103,7 +82,7 @@ def _header_line(item: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
     check_header(name, value)
     cached = (name.lower(), b"%s: %s\r\n" % (name, value))
     try:
-        return remember(_LINES, item, cached)
+        return _LINES.remember(item, cached)
     except TypeError:  # an unhashable pair (a list): fine, just not memoised
         return cached
 
@@ -116,15 +95,6 @@ def status_line(status: int) -> bytes:
             raise ValueError(f"status {status!r} is not a three-digit HTTP status")
         line = _STATUS_LINES[status] = _status_line(status)
     return line
-
-
-def check_header(name: bytes, value: bytes) -> None:
-    """Refuse a response header that would corrupt the framing (RFC 9110 §5.1, §5.5)."""
-    if not name or not _TCHAR.issuperset(name):
-        raise ValueError(f"invalid response header name {name!r}")
-    for bad in _BAD_VALUE:
-        if bad in value:
-            raise ValueError(f"invalid response header value {value!r} for {name!r}")
 
 
 class HTTP11Connection:
@@ -468,7 +438,7 @@ class HTTP11Connection:
             size = len(data)
             line = _CHUNK_LINES.get(size)
             if line is None:
-                line = remember(_CHUNK_LINES, size, b"%x\r\n" % size)
+                line = _CHUNK_LINES.remember(size, b"%x\r\n" % size)
             return (line, data, b"\r\n")
         return (self.response_body(data),)
 
@@ -533,7 +503,7 @@ def _content_length(value: bytes, previous: int | None) -> int:
     if length is None:
         if not value.isdigit():
             raise ProtocolError(f"invalid Content-Length {value!r}")
-        length = remember(_REQUEST_LENGTHS, value, int(value))
+        length = _REQUEST_LENGTHS.remember(value, int(value))
     if previous is not None and previous != length:
         raise ProtocolError("conflicting Content-Length headers")
     return length
@@ -557,7 +527,7 @@ def _transfer_coding(value: bytes, chunked: bool) -> bool:
 def _response_length(value: bytes) -> int:
     if not value.strip().isdigit():
         raise ValueError(f"invalid response content-length {value!r}")
-    return remember(_LENGTHS, value, int(value))
+    return _LENGTHS.remember(value, int(value))
 
 
 def _absolute_form(url: bytes) -> tuple[bytes, bytes]:

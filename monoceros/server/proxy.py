@@ -12,12 +12,13 @@ import ipaddress
 from collections.abc import Sequence
 
 from ..errors import ConfigError
+from ..protocols.headers import Memo
 
 Client = tuple[str, int] | None
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _CACHE_LIMIT = 4096
-"""Cached verdicts per kind; X-Forwarded-For values are client-chosen, so the caches must not grow forever."""
+"""Cached verdicts; peer addresses are the clients', so the memo must not grow forever."""
 
 _HTTP_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
@@ -26,7 +27,7 @@ _WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 class ProxyTrust:
     """Which peers may set the client address and scheme through X-Forwarded-* headers."""
 
-    __slots__ = ("_configured", "_networks", "_trusted", "_untrusted", "trust_all")
+    __slots__ = ("_configured", "_networks", "_verdicts", "trust_all")
 
     def __init__(self, allow: Sequence[str]) -> None:
         self.trust_all = False
@@ -46,8 +47,7 @@ class ProxyTrust:
                     self._configured.add(str(ipaddress.ip_address(entry)))
             except ValueError:
                 raise ConfigError(f"forwarded_allow_ips {raw!r}: not an IP address, a CIDR network, or '*'") from None
-        self._trusted: set[str] = set()
-        self._untrusted: set[str] = set()
+        self._verdicts: Memo[str, bool] = Memo("trust verdicts by peer address", _CACHE_LIMIT)
 
     def trusts(self, host: str | None) -> bool:
         """Whether a connection from ``host`` may set X-Forwarded-*; None or a path means a unix socket."""
@@ -56,15 +56,11 @@ class ProxyTrust:
         return self._trusts_ip(host)
 
     def _trusts_ip(self, host: str) -> bool:
-        if self.trust_all or host in self._configured or host in self._trusted:
+        if self.trust_all or host in self._configured:
             return True
-        if host in self._untrusted:
-            return False
-        verdict = self._check(host)
-        cache = self._trusted if verdict else self._untrusted
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache.add(host)
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            verdict = self._verdicts.remember(host, self._check(host))
         return verdict
 
     def _check(self, host: str) -> bool:

@@ -49,7 +49,7 @@ from websockets.typing import Subprotocol
 from ..adapters.websocket_channel import Closed
 from ..errors import ClientDisconnected
 from ..protocols.events import Request
-from ..protocols.http11 import check_header
+from ..protocols.headers import check_header
 from .flow import FlowControl
 
 if TYPE_CHECKING:
