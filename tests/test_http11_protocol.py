@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from monoceros.config import Config
 from monoceros.protocols.events import Body, EndBody, ProtocolError, Request
+from monoceros.protocols.headers import check_header
 from monoceros.protocols.http11 import HTTP11Connection as _Connection
+from monoceros.protocols.http11 import HTTP11Request, status_line
 from monoceros.protocols.http11 import Limits as _Limits
-from monoceros.protocols.http11 import check_header, status_line
 
 _DEFAULTS = Config()
 
@@ -370,7 +371,7 @@ def test_released_connection_reads_nothing_and_is_freed_without_the_collector() 
     import gc
 
     conn, req = request()
-    assert [type(e) for e in conn.events] == [Request, EndBody]
+    assert [type(e) for e in conn.events] == [HTTP11Request, EndBody]
     conn.events.clear()
     conn.release()
     conn.receive_data(b"GET /more HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -76,7 +76,7 @@ def test_cache_is_bounded() -> None:
     for i in range(10000):
         assert trust.trusts(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
         assert not trust.trusts(f"11.{i // 65536}.{i // 256 % 256}.{i % 256}")
-    assert len(trust._verdicts) <= 4096  # trusted and untrusted verdicts together
+    assert len(trust._verdicts.data) <= 4096  # trusted and untrusted verdicts together
     assert trust._verdicts.limit == 4096
 
 

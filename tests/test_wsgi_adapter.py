@@ -923,7 +923,7 @@ class RecordingExchange:
     """An Exchange that records what the adapter does on the loop, and from which thread."""
 
     def __init__(self, method: str = "GET") -> None:
-        self.request = Request(1, method, b"/", b"/", b"", "1.1", [(b"host", b"t")], True, False, None)
+        self.request = Request(1, method, b"/", b"/", b"", "1.1", [(b"host", b"t")], b"t", False, False, None)
         self.scheme = "http"
         self.client = ("127.0.0.1", 5000)
         self.server: tuple[str, int | None] | None = ("127.0.0.1", 8000)

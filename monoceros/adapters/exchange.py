@@ -19,7 +19,11 @@ from ..protocols.events import Request
 class Exchange(Protocol):
     """One request and its response."""
 
-    request: Request
+    @property
+    def request(self) -> Request:
+        """The request head (any protocol's; HTTP/1.1 gives its own subclass)."""
+        ...
+
     scheme: str  # "http" or "https", after trusted proxy headers
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None

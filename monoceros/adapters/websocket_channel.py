@@ -26,7 +26,11 @@ class Closed(NamedTuple):
 class WebSocketChannel(Protocol):
     """One WebSocket, from its opening handshake to its close."""
 
-    request: Request
+    @property
+    def request(self) -> Request:
+        """The request head (any protocol's; HTTP/1.1 gives its own subclass)."""
+        ...
+
     scheme: str  # "ws" or "wss", after trusted proxy headers
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None

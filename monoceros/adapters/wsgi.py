@@ -59,6 +59,7 @@ T = TypeVar("T")
 log = logging.getLogger("monoceros.error")
 
 _SPECIAL = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2", "3": "HTTP/3"}  # SERVER_PROTOCOL, made once
 OUTBOX_HIGH_WATER = 262144  # body bytes a pool thread may queue for the loop before it waits
 INLINE_BODY_MAX = 1 << 20  # inline mode holds request bodies up to this size before calling the app
 POOL_BODY_AHEAD = 65536  # the pool reads this much body ahead of the app: what READ_HIGH_WATER buffers anyway
@@ -173,7 +174,7 @@ class WSGIHandler:
         env["PATH_INFO"] = path
         env["QUERY_STRING"] = request.query.decode("latin-1")
         env["RAW_URI"] = env["REQUEST_URI"] = target
-        env["SERVER_PROTOCOL"] = "HTTP/1.1" if request.http_version == "1.1" else "HTTP/1.0"
+        env["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version) or "HTTP/" + request.http_version
         env["wsgi.url_scheme"] = exchange.scheme
         client = exchange.client
         if client is not None:
@@ -181,14 +182,14 @@ class WSGIHandler:
             env["REMOTE_PORT"] = str(client[1])
         else:
             env["REMOTE_ADDR"] = ""
-        names = self._names
+        names = self._names.data
         for name, value in request.headers:
             key = names.get(name)
             if key is None:
                 if 0x5F in name:  # "_", as an int: see protocols/headers.py UNDERSCORE
                     continue  # see the module docstring: it could impersonate a dashed header
                 key = _SPECIAL.get(name) or "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-                names.remember(name, key)
+                self._names.remember(name, key)
             text = value.decode("latin-1")
             old = env.get(key)
             if old is None:
@@ -197,13 +198,12 @@ class WSGIHandler:
                 env[key] = old + "; " + text  # RFC 6265: cookie pairs are separated by "; "
             elif key != "CONTENT_LENGTH":
                 env[key] = old + "," + text
-        has_body = "HTTP_TRANSFER_ENCODING" in env or env.get("CONTENT_LENGTH", "").strip() not in ("", "0")
         server = exchange.server
         if server is not None and server[1] is not None:
             env["SERVER_NAME"], env["SERVER_PORT"] = server[0], str(server[1])
         else:  # a unix socket: the best name is the one the client used
             env["SERVER_NAME"], env["SERVER_PORT"] = _split_host(env.get("HTTP_HOST"), exchange.scheme)
-        env["wsgi.input"] = WSGIInput(receive if has_body else None, prefix)
+        env["wsgi.input"] = WSGIInput(receive if request.has_body else None, prefix)
         env["wsgi.errors"] = call.errors
         return env
 

@@ -181,7 +181,7 @@ def regular_file_size(file: Any) -> int | None:
 def parse_status(status: Any) -> int:
     """The status code of a ``'200 OK'`` status line; TypeError/ValueError for anything else."""
     if type(status) is str:
-        code = _STATUS_CODES.get(status)
+        code = _STATUS_CODES.data.get(status)
         if code is not None:
             return code
     return _STATUS_CODES.remember(status, _parse_status(status))
@@ -214,7 +214,7 @@ def encode_headers(headers: Any) -> tuple[list[tuple[bytes, bytes]], bool]:
     framed = False
     for item in headers:
         try:
-            cached = _ENCODED.get(item) if type(item) is tuple else None
+            cached = _ENCODED.data.get(item) if type(item) is tuple else None
         except TypeError:  # an unhashable value: the checks below explain it
             cached = None
         if cached is None:

@@ -22,6 +22,7 @@ This module imports no asyncio, socket or threading.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import NamedTuple
 
@@ -33,6 +34,17 @@ from .headers import UNDERSCORE as _UNDERSCORE
 from .headers import Memo, check_header
 
 STREAM = 1  # the one stream id of an HTTP/1.1 connection
+
+
+@dataclass(slots=True, eq=False, repr=False)
+class HTTP11Request(Request):
+    """A request with what only HTTP/1.1 knows of it: whether the client keeps the connection (its version
+    and its Connection header), and the protocol its Upgrade header asks for, lowercased."""
+
+    keep_alive: bool
+    upgrade: bytes | None
+
+
 _END = EndBody(STREAM)
 
 # Bytes a client may send past the limits before the head is refused even if no single
@@ -147,11 +159,11 @@ class HTTP11Connection:
         self._headers_size = 0
         self._body_bytes = 0
         self._headers_done = False
-        self._request: Request | None = None
-        self._last_request: Request | None = None
+        self._request: HTTP11Request | None = None
+        self._last_request: HTTP11Request | None = None
         self._input_closed = False
         # A WebSocket upgrade request ends HTTP/1.1 on this connection: the request, and what followed it.
-        self.upgrade_request: Request | None = None
+        self.upgrade_request: HTTP11Request | None = None
         self.upgrade_tail = b""
         # response framing state, valid between response_head and response_end
         self._chunked = False
@@ -272,6 +284,7 @@ class HTTP11Connection:
             raise ProtocolError(f"HTTP/{version} is not supported", 505)
         method = parser.get_method().decode("ascii")
         hosts = 0
+        authority = None
         expect_continue = False
         upgrade = None
         content_length = None
@@ -279,6 +292,7 @@ class HTTP11Connection:
         for name, value in self._framing:  # only the fields that shape the request, as on_header noted them
             if name == b"host":
                 hosts += 1
+                authority = value
             elif name == b"content-length":
                 content_length = _content_length(value, content_length)
             elif name == b"transfer-encoding":
@@ -316,7 +330,7 @@ class HTTP11Connection:
             path, query = url, b""
         else:
             path, query = _absolute_form(url)
-        request = Request(
+        request = HTTP11Request(
             STREAM,
             method,
             url,
@@ -324,8 +338,11 @@ class HTTP11Connection:
             query,
             version,
             self._headers,
-            parser.should_keep_alive(),
+            authority,
+            chunked or bool(content_length),
             expect_continue,
+            None,
+            parser.should_keep_alive(),
             upgrade,
         )
         self._request = self._last_request = request
@@ -348,7 +365,7 @@ class HTTP11Connection:
 
     def response_head(
         self,
-        request: Request,
+        request: HTTP11Request,
         status: int,
         headers: list[tuple[bytes, bytes]],
         default_headers: bytes = b"",
@@ -366,7 +383,7 @@ class HTTP11Connection:
         replaced: list[bytes] | None = None
         parts = [status_line(status)]
         append = parts.append
-        lines = _LINES
+        lines = _LINES.data
         special = self._special
         for item in headers:
             cached = lines.get(item)
@@ -382,7 +399,7 @@ class HTTP11Connection:
                     replaced = []
                 replaced.append(lname)
             elif lname == b"content-length":
-                content_length = _LENGTHS.get(value)
+                content_length = _LENGTHS.data.get(value)
                 if content_length is None:
                     content_length = _response_length(value)
             elif lname == b"transfer-encoding":
@@ -436,7 +453,7 @@ class HTTP11Connection:
         """As :meth:`response_body`, in pieces for ``writelines``, so a large chunk is never copied to frame it."""
         if self._chunked and data and not self._no_body:
             size = len(data)
-            line = _CHUNK_LINES.get(size)
+            line = _CHUNK_LINES.data.get(size)
             if line is None:
                 line = _CHUNK_LINES.remember(size, b"%x\r\n" % size)
             return (line, data, b"\r\n")
@@ -499,7 +516,7 @@ def _classify(exc: Exception) -> ProtocolError:
 
 def _content_length(value: bytes, previous: int | None) -> int:
     # RFC 9112 §6.3: Content-Length is 1*DIGIT; a repeated header must agree or the message is invalid.
-    length = _REQUEST_LENGTHS.get(value)
+    length = _REQUEST_LENGTHS.data.get(value)
     if length is None:
         if not value.isdigit():
             raise ProtocolError(f"invalid Content-Length {value!r}")

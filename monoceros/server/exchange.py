@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ClientDisconnected
-from ..protocols.events import Request
+from ..protocols.http11 import HTTP11Request
 from .sendfile import send_file
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class HTTP11Exchange:
         "status",
     )
 
-    def __init__(self, conn: HTTP11Transport, request: Request) -> None:
+    def __init__(self, conn: HTTP11Transport, request: HTTP11Request) -> None:
         self.conn = conn
         self.request = request
         self.client = conn.client

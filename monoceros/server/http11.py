@@ -27,8 +27,8 @@ from asyncio import Task
 from collections import deque
 from typing import Any
 
-from ..protocols.events import Body, EndBody, Event, ProtocolError, Request
-from ..protocols.http11 import HTTP11Connection, status_line
+from ..protocols.events import Body, EndBody, Event, ProtocolError
+from ..protocols.http11 import HTTP11Connection, HTTP11Request, status_line
 from .exchange import HTTP11Exchange
 from .flow import FlowControl
 from .state import ServerState
@@ -185,7 +185,7 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
         while pending:
             event = pending[0]
             kind = type(event)
-            if kind is Request:
+            if kind is HTTP11Request:
                 if self.exchange is not None:
                     if len(pending) > PIPELINE_HIGH_WATER:
                         self._pause_reading()
@@ -226,7 +226,7 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
                 self._send_error(error.status, str(error))
         # else: the exchange in progress is sound; _next comes back here once it has answered
 
-    def _start(self, request: Request) -> HTTP11Exchange:
+    def _start(self, request: HTTP11Request) -> HTTP11Exchange:
         self._deadline_kind = _NONE
         state = self.state
         state.requests_served += 1
@@ -242,7 +242,7 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
         Task(state.handler(exchange), loop=self.loop, name=TASK_NAME)
         return exchange
 
-    def _upgrade(self, request: Request) -> None:
+    def _upgrade(self, request: HTTP11Request) -> None:
         """A WebSocket upgrade request, the last this connection parses: hand the connection over."""
         self._deadline_kind = _NONE
         self._pending.clear()

@@ -58,7 +58,7 @@ class ProxyTrust:
     def _trusts_ip(self, host: str) -> bool:
         if self.trust_all or host in self._configured:
             return True
-        verdict = self._verdicts.get(host)
+        verdict = self._verdicts.data.get(host)
         if verdict is None:
             verdict = self._verdicts.remember(host, self._check(host))
         return verdict

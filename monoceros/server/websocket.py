@@ -48,8 +48,8 @@ from websockets.typing import Subprotocol
 
 from ..adapters.websocket_channel import Closed
 from ..errors import ClientDisconnected
-from ..protocols.events import Request
 from ..protocols.headers import check_header
+from ..protocols.http11 import HTTP11Request
 from .flow import FlowControl
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class _ServerProtocol(ServerProtocol):
 class WebSocketConnection(FlowControl, asyncio.Protocol):
     """One WebSocket on an HTTP/1.1 connection; the channel its app handler talks to."""
 
-    def __init__(self, http: HTTP11Transport, request: Request, tail: bytes) -> None:
+    def __init__(self, http: HTTP11Transport, request: HTTP11Request, tail: bytes) -> None:
         state = self.state = http.state
         config = state.config
         self.loop = http.loop
