@@ -2,11 +2,12 @@
 
 An HTTP/1.1 connection offers one exchange at a time; an HTTP/2 connection will
 offer one per stream. Adapters (ASGI, WSGI) are written once against this
-interface and never touch a socket.
+interface and never touch a socket; it says nothing of any one protocol's framing
+or batching. The server's implementation is ``server/stream.py``.
 
 All methods must be called on the event loop thread. ``receive`` and ``send`` apply
-flow control: ``receive`` waits for the peer, ``send`` waits while the outgoing
-buffer is over its high-water mark.
+flow control: ``receive`` waits for the peer, ``send`` waits while this stream may
+not send more (the socket's buffer, and a stream's flow window where there is one).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ class Exchange(Protocol):
         """Return once the client is gone or the response is complete."""
         ...
 
-    def start_response(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        """Set the response status and headers. ValueError for headers that would break framing."""
+    def start_response(self, status: int, headers: list[tuple[bytes, bytes]], close: bool = False) -> None:
+        """Set the response status and headers. ValueError for headers that would break framing. ``close``:
+        the connection should end after this response, where that is the connection's to decide (HTTP/1.1)."""
         ...
 
     async def send(self, data: bytes, more: bool) -> None:
@@ -62,15 +64,23 @@ class Exchange(Protocol):
         """
         ...
 
-    def send_nowait(self, data: bytes, coalesce: bool = True) -> bool:
-        """Send body bytes now, more to follow, without waiting. Returns False when the client is not
-        keeping up: the caller should then ``await drain()`` before sending more. For callers that cannot
-        await at every piece (a WSGI app's iterable). ``coalesce=False`` writes at once, for a caller that
-        batches by itself."""
+    def send_nowait(self, data: bytes) -> bool:
+        """Send body bytes, more to follow, without waiting; the protocol may batch them with what follows in
+        this loop turn. Returns False when the client is not keeping up: the caller should then ``await
+        drain()`` before sending more. For callers that cannot await at every piece (a WSGI app's iterable)."""
+        ...
+
+    def flush(self) -> bool:
+        """Write what ``send_nowait`` batched, now (for a caller that batched by itself). Returns False when
+        the client is not keeping up, as ``send_nowait`` does."""
         ...
 
     async def drain(self) -> None:
-        """Wait until the client has taken enough of what was sent."""
+        """Wait until this stream may send more."""
+        ...
+
+    async def send_trailers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Complete the response with trailer fields (dropped where the protocol cannot carry them)."""
         ...
 
     async def sendfile(self, file: Any, offset: int, count: int | None) -> None:
@@ -78,7 +88,8 @@ class Exchange(Protocol):
         ...
 
     def abort(self) -> None:
-        """Cut the connection: the response cannot be completed (the app failed mid-response)."""
+        """Reset this stream: the response cannot be completed (the app failed mid-response). HTTP/1.1 can only
+        end the connection; HTTP/2 and 3 reset the one stream."""
         ...
 
     def log_error(self, message: str, exc: BaseException | None = None) -> None:
@@ -90,7 +101,6 @@ ERROR_BODY = b"Internal Server Error\n"
 ERROR_HEADERS = [
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", str(len(ERROR_BODY)).encode()),
-    (b"connection", b"close"),
 ]
 
 
@@ -101,7 +111,7 @@ async def fail(exchange: Exchange) -> None:
     if exchange.response_started:
         exchange.abort()
         return
-    exchange.start_response(500, ERROR_HEADERS)
+    exchange.start_response(500, ERROR_HEADERS, close=True)
     try:
         await exchange.send(ERROR_BODY, False)
     except OSError:

@@ -473,8 +473,9 @@ class _Call:
         try:
             if not exchange.response_started:
                 exchange.start_response(self.code, self.headers)
-            # The outbox is the batch: coalescing it again would only delay it a loop iteration.
-            keeping_up = exchange.send_nowait(chunks[0] if len(chunks) == 1 else b"".join(chunks), coalesce=False)
+            # The outbox is the batch: holding it for more would only delay it a loop iteration.
+            exchange.send_nowait(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            keeping_up = exchange.flush()
         except (ClientDisconnected, ValueError) as exc:
             with self.cond:
                 self.failure = exc

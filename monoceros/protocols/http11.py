@@ -34,6 +34,7 @@ from .headers import UNDERSCORE as _UNDERSCORE
 from .headers import Memo, check_header
 
 STREAM = 1  # the one stream id of an HTTP/1.1 connection
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @dataclass(slots=True, eq=False, repr=False)
@@ -459,15 +460,24 @@ class HTTP11Connection:
             return (line, data, b"\r\n")
         return (self.response_body(data),)
 
-    def response_end(self) -> bytes:
-        """Finish the response body. A body shorter than its Content-Length forbids reuse."""
+    def response_end(self, trailers: list[tuple[bytes, bytes]] | None = None) -> bytes:
+        """Finish the response body, with ``trailers`` where the body is chunked (RFC 9112 §7.1.2; a body with a
+        Content-Length has nowhere to put them). A body shorter than its Content-Length forbids reuse."""
         if self._remaining:
             self.keep_alive = False  # the peer waits for bytes that never come; only closing ends it
         self._remaining = None
         if self._chunked:
             self._chunked = False
+            if trailers:
+                lines = _LINES.data
+                fields = [(lines.get(item) or _header_line(item))[1] for item in trailers]
+                return b"0\r\n" + b"".join(fields) + b"\r\n"
             return b"0\r\n\r\n"
         return b""
+
+    def continue_response(self) -> bytes:
+        """The interim ``100 Continue`` for a client that waits for it before sending the body."""
+        return _CONTINUE
 
     @property
     def response_length_known(self) -> bool:

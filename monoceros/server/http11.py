@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 Bytes from the socket go to :class:`~monoceros.protocols.http11.HTTP11Connection`;
 the events it produces wait in ``_pending`` and :meth:`_dispatch` hands them out in
-order. A ``Request`` starts an :class:`HTTP11Exchange` and the app's handler task;
-``Body`` and ``EndBody`` feed that exchange. A pipelined ``Request`` waits until the
+order. A ``Request`` starts a :class:`~monoceros.server.stream.Stream` (writing through this connection's
+:class:`~monoceros.server.http11_output.HTTP11Output`) and the app's handler task;
+``Body`` and ``EndBody`` feed that stream. A pipelined ``Request`` waits until the
 exchange before it has finished its response (RFC 9112 §9.3.2: answers in order).
 
 Flow control both ways:
@@ -29,9 +30,10 @@ from typing import Any
 
 from ..protocols.events import Body, EndBody, Event, ProtocolError
 from ..protocols.http11 import HTTP11Connection, HTTP11Request, status_line
-from .exchange import HTTP11Exchange
-from .flow import FlowControl
+from .handover import Handover, hand_over
+from .http11_output import HTTP11Output
 from .state import ServerState
+from .stream import Stream
 
 log = logging.getLogger("monoceros.error")
 
@@ -48,7 +50,7 @@ _PATHSEND: dict[str, Any] = {}
 _INF = float("inf")
 
 
-class HTTP11Transport(FlowControl, asyncio.Protocol):
+class HTTP11Transport(HTTP11Output, asyncio.Protocol):
     """One client connection speaking HTTP/1.1."""
 
     __slots__ = (
@@ -73,7 +75,13 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
     )
 
     def __init__(self, state: ServerState, scheme: str) -> None:
-        super().__init__()
+        # The bases' fields, set here rather than through their __init__: one connection per request is a
+        # common load (Connection: close), and two more calls per connection show (bench/icount.py asgi-close).
+        self.write_paused = self._read_paused = self._flush_scheduled = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._head = b""
+        self._held: list[bytes] | None = None
+        self._held_size = 0
         self.state = state
         self.loop = state.loop
         self.scheme = scheme
@@ -82,7 +90,7 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.extensions: dict[str, Any] = {"http.response.pathsend": _PATHSEND}
-        self.exchange: HTTP11Exchange | None = None
+        self.exchange: Stream | None = None
         self._pending: deque[Event] = deque()
         self._error: ProtocolError | None = None
         self.peer_eof = False
@@ -226,13 +234,15 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
                 self._send_error(error.status, str(error))
         # else: the exchange in progress is sound; _next comes back here once it has answered
 
-    def _start(self, request: HTTP11Request) -> HTTP11Exchange:
+    def _start(self, request: HTTP11Request) -> Stream:
         self._deadline_kind = _NONE
         state = self.state
         state.requests_served += 1
         if state.requests_served == state.request_limit:
             state.limit_reached()  # the worker's last request: it stops taking more before this one runs
-        exchange = HTTP11Exchange(self, request)
+        exchange = Stream(
+            self, self.loop, request, self.client, self.server, self.scheme, self.extensions, state.access_log
+        )
         proxy = state.proxy
         if proxy is not None:
             exchange.client, exchange.scheme = proxy.resolve(self.client, self.scheme, request.headers)
@@ -255,17 +265,19 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
             return
         from .websocket import WebSocketConnection
 
-        conn = WebSocketConnection(self, request, self.h11.upgrade_tail)
+        handover = Handover(
+            self.state, self.loop, self.transport, request, self.h11.upgrade_tail, self.client, self.server,
+            self.scheme, self.extensions, self.read_paused, self.write_paused, self.h11,
+        )  # fmt: skip
         self.h11.release()
         self.state.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.transport.set_protocol(conn)
-        conn.start()
+        hand_over(handover, WebSocketConnection)
 
-    def response_complete(self, exchange: HTTP11Exchange) -> None:
-        """Called by the exchange once its last byte is written."""
+    def done(self, exchange: Stream) -> None:
+        """The stream's response is complete (its last byte is written): take the next request, or close."""
         if not exchange.body_done:
             if exchange.continue_pending:
                 # We never sent 100 Continue, so the client holds its body back: close instead.
@@ -309,8 +321,8 @@ class HTTP11Transport(FlowControl, asyncio.Protocol):
 
     # -- flow control ------------------------------------------------------------------------------------
 
-    def body_buffered(self, size: int) -> None:
-        """The exchange reports how much unread body it holds."""
+    def buffered(self, stream: Stream, size: int) -> None:
+        """The stream holds ``size`` bytes of body its app has not read: past a high-water mark, stop reading."""
         if size > READ_HIGH_WATER:
             self._pause_reading()
         elif self._read_paused and size == 0:

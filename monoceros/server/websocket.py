@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-When the HTTP/1.1 parser stops at a WebSocket upgrade request, :class:`HTTP11Transport`
-hands the transport over to a :class:`WebSocketConnection` (``set_protocol``). The
+When the HTTP/1.1 parser stops at a WebSocket upgrade request, its driver hands the
+connection over (server/handover.py) to a :class:`WebSocketConnection`. The
 request httptools parsed is given to websockets' sans-IO ``ServerProtocol`` as a
 ``websockets.http11.Request`` object, never re-serialised: ``accept`` checks the
 handshake and negotiates permessage-deflate. A bad handshake is refused (400, 426...)
@@ -49,11 +49,10 @@ from websockets.typing import Subprotocol
 from ..adapters.websocket_channel import Closed
 from ..errors import ClientDisconnected
 from ..protocols.headers import check_header
-from ..protocols.http11 import HTTP11Request
 from .flow import FlowControl
 
 if TYPE_CHECKING:
-    from .http11 import HTTP11Transport
+    from .handover import Handover
 
 log = logging.getLogger("monoceros.error")
 
@@ -92,9 +91,11 @@ class _ServerProtocol(ServerProtocol):
 class WebSocketConnection(FlowControl, asyncio.Protocol):
     """One WebSocket on an HTTP/1.1 connection; the channel its app handler talks to."""
 
-    def __init__(self, http: HTTP11Transport, request: HTTP11Request, tail: bytes) -> None:
+    def __init__(self, http: Handover) -> None:
         state = self.state = http.state
         config = state.config
+        request = http.request
+        tail = http.tail
         self.loop = http.loop
         self.transport = http.transport
         self.h11 = http.h11  # frames a denial response

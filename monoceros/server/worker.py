@@ -27,9 +27,9 @@ from ..adapters.lifespan import Lifespan
 from ..config import Config
 from ..logs import AccessLogger, reopen_log_files
 from .app_loader import LoadedApp, load_app, warn_unused_settings
-from .http11 import HTTP11Transport
 from .listeners import describe
 from .memory import freeze_startup_objects, retain_heap
+from .negotiate import protocol_factory
 from .proxy import ProxyTrust
 from .state import Handler, ServerState
 from .tls import create_ssl_context
@@ -140,7 +140,7 @@ class Worker:
             scheme = "https" if ssl_context is not None else "http"
             for sock in sockets:
                 server = await loop.create_server(
-                    lambda: HTTP11Transport(state, scheme),
+                    protocol_factory(state, scheme),
                     sock=sock,
                     ssl=ssl_context,
                     backlog=config.backlog,
