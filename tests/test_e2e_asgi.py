@@ -63,7 +63,8 @@ def test_http_scope(server: ServerProcess) -> None:
     assert scope["client"] == [local[0], local[1]]
     assert scope["server"] == ["127.0.0.1", server.port]
     assert scope["state"] == {"greeting": "hello from lifespan"}  # from lifespan startup
-    assert scope["extensions"] == {"http.response.pathsend": {}}  # the file body extension, plain HTTP too
+    # the file body and trailer extensions, plain HTTP too
+    assert scope["extensions"] == {"http.response.pathsend": {}, "http.response.trailers": {}}
     assert scope["body_length"] == 5
 
 
@@ -351,3 +352,15 @@ def test_forwarded_headers_ignored_when_not_trusted(serve: ServerFactory, flags:
     assert scope["client"][0] == "127.0.0.1"
     assert scope["client"][1] > 0
     assert scope["scheme"] == "http"
+
+
+def test_trailers_follow_a_chunked_body(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:app")
+    with Wire(server.connect()) as wire:
+        wire.send(request("GET", "/trailers") + request("GET", "/trailers?length=1", [("Connection", "close")]))
+        chunked = wire.read_response()
+        assert chunked.body == b"helloworld"
+        assert chunked.raw.endswith(b"0\r\nx-checksum: abc\r\nx-count: 2\r\n\r\n"), chunked.raw
+        framed = wire.read_response()  # the connection stayed in step: the next answer is whole
+        assert framed.body == b"helloworld" and framed.header("content-length") == "10"
+        assert b"x-checksum" not in framed.raw  # nowhere to put them beside a Content-Length

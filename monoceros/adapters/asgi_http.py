@@ -107,12 +107,13 @@ class ASGIHTTPHandler:
 class _Cycle:
     """The ``receive`` and ``send`` callables of one request, and the ASGI message order they enforce."""
 
-    __slots__ = ("body_done", "exchange", "finished", "started")
+    __slots__ = ("body_done", "exchange", "finished", "started", "trailers")
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
         self.body_done = False
         self.started = False
+        self.trailers: list[tuple[bytes, bytes]] | None = None  # promised (http.response.trailers): collected here
         self.finished = False
 
     async def receive(self) -> Message:
@@ -148,11 +149,16 @@ class _Cycle:
                 raise ASGIProtocolError(f"invalid 'http.response.start': {exc}") from None
             if status >= 200:
                 self.started = True
+                if message.get("trailers"):
+                    self.trailers = []
         elif not self.finished:
             if kind != "http.response.body":
                 if kind == "http.response.pathsend":
                     self.finished = True
                     await _send_path(self.exchange, message)
+                    return
+                if kind == "http.response.trailers" and self.trailers is not None:
+                    await self._trailers(message)
                     return
                 raise ASGIProtocolError(f"Expected ASGI message 'http.response.body', but got {kind!r}.")
             body = message.get("body", b"")
@@ -160,7 +166,10 @@ class _Cycle:
                 raise ASGIProtocolError(f"'http.response.body' body must be bytes, got {type(body).__name__}")
             more = bool(message.get("more_body", False))
             if not more:
-                self.finished = True
+                if self.trailers is not None:
+                    more = True  # the body ends, the trailers promised at the start end the response
+                else:
+                    self.finished = True
             try:
                 await self.exchange.send(bytes(body) if type(body) is not bytes else body, more)
             except ValueError as exc:
@@ -169,6 +178,18 @@ class _Cycle:
             raise ClientDisconnected("client disconnected")
         else:
             raise ASGIProtocolError(f"Unexpected ASGI message {kind!r} sent after the response completed.")
+
+    async def _trailers(self, message: Message) -> None:
+        """The trailers extension: fields after the body, in one message or several (``more_trailers``)."""
+        assert self.trailers is not None
+        _status, headers = _response_start({"status": 0, "headers": message.get("headers", ())})
+        self.trailers += headers
+        if not message.get("more_trailers", False):
+            self.finished = True
+            try:
+                await self.exchange.send_trailers(self.trailers)
+            except ValueError as exc:
+                raise ASGIProtocolError(f"invalid 'http.response.trailers': {exc}") from None
 
 
 async def _send_path(exchange: Exchange, message: Message) -> None:

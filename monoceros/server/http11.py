@@ -44,9 +44,9 @@ LINGER_SECONDS = 2.0  # after a final error response, how long to drain the clie
 SHUTDOWN_IDLE = 0.5  # on a graceful stop, how long an idle keep-alive connection may still bring a request
 
 _NONE, _HEADER, _KEEPALIVE, _LINGER = 0, 1, 2, 3
-# The ASGI pathsend extension, offered on every HTTP/1.1 connection: an app may answer with a file's path,
-# which goes out with sendfile (adapters/asgi_http.py). Its value is an empty dict, by the spec.
-_PATHSEND: dict[str, Any] = {}
+# ASGI scope extensions every HTTP/1.1 connection offers (their values are empty dicts, by the spec): pathsend
+# (an app answers with a file's path, which goes out with sendfile) and trailers (fields after a chunked body).
+_EMPTY: dict[str, Any] = {}
 _INF = float("inf")
 
 
@@ -89,7 +89,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
-        self.extensions: dict[str, Any] = {"http.response.pathsend": _PATHSEND}
+        self.extensions: dict[str, Any] = {"http.response.pathsend": _EMPTY, "http.response.trailers": _EMPTY}
         self.exchange: Stream | None = None
         self._pending: deque[Event] = deque()
         self._error: ProtocolError | None = None
@@ -308,6 +308,11 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
     def busy(self) -> bool:
         """True while an exchange is in progress (graceful shutdown waits for these)."""
         return self.exchange is not None
+
+    def cut(self) -> None:
+        """Stop at once (the worker's graceful timeout is over): the connection ends now."""
+        if not self.lost:
+            self.transport.abort()
 
     def shutdown(self) -> None:
         """Graceful stop. A busy connection closes once its response is complete (which says

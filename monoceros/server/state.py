@@ -27,15 +27,20 @@ WebSocketHandler = Callable[["WebSocketChannel"], Coroutine[Any, Any, None]]
 
 
 class Connection(Protocol):
-    """What the worker needs of any open connection, to count it and to stop it gracefully."""
+    """What the worker needs of any open connection, to count it and to stop it: gracefully, or at once. It
+    never touches a connection's transport itself, so a connection that has none of its own (a QUIC stream
+    set sharing one UDP socket) can stop in its own way."""
 
-    transport: asyncio.Transport
     lost: bool
 
     @property
     def busy(self) -> bool: ...
 
-    def shutdown(self) -> None: ...
+    def shutdown(self) -> None:
+        """Graceful stop: take no new request, finish what is in flight, then close."""
+
+    def cut(self) -> None:
+        """Stop at once: whatever is in flight ends now."""
 
 
 class ServerState:

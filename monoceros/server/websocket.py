@@ -477,6 +477,11 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         """A WebSocket is in flight until its app has returned and its connection has closed."""
         return not self.lost or (self._task is not None and not self._task.done())
 
+    def cut(self) -> None:
+        """Stop at once (the worker's graceful timeout is over): the connection ends now."""
+        if not self.lost:
+            self.transport.abort()
+
     def shutdown(self) -> None:
         """Graceful stop: close an open WebSocket with 1001 (going away) or 1012 (restart, on a reload); a
         handshake the app has not answered yet is left to finish (then the stop closes it too)."""

@@ -297,7 +297,7 @@ class Worker:
             log.warning("Graceful timeout: cutting %d request(s) still in flight", left)
         for conn in list(state.connections):
             if not conn.lost:
-                conn.transport.abort()
+                conn.cut()
         await asyncio.sleep(0)  # let handler tasks observe the disconnect
         if self.lifespan is not None:
             await self.lifespan.shutdown()

@@ -247,6 +247,20 @@ async def garbage(scope: Scope, receive: Any, send: Any) -> None:
     await _json(send, ours)
 
 
+async def trailers(scope: Scope, receive: Any, send: Any) -> None:
+    """The trailers extension: a chunked body, then two trailer fields in two messages. ``?length=1``: the app
+    gives a Content-Length too, so HTTP/1.1 has nowhere to put the trailers."""
+    await _read_body(receive)
+    headers = [(b"content-type", b"text/plain")]
+    if _query(scope).get("length"):
+        headers.append((b"content-length", b"10"))
+    await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": True})
+    await send({"type": "http.response.body", "body": b"hello", "more_body": True})
+    await send({"type": "http.response.body", "body": b"world"})
+    await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")], "more_trailers": True})
+    await send({"type": "http.response.trailers", "headers": [(b"x-count", b"2")]})
+
+
 async def print_view(scope: Scope, receive: Any, send: Any) -> None:
     """``?text=T``: print T to standard output and error, as an app's debugging prints do."""
     text = _query(scope).get("text", "")
@@ -283,6 +297,7 @@ ROUTES = {
     "/own-server-header": own_server_header,
     "/garbage": garbage,
     "/print": print_view,
+    "/trailers": trailers,
 }
 
 
