@@ -13,7 +13,9 @@ from . import exitcodes
 from ._version import __version__
 from .argv import UsageError, read
 from .config.registry import Config, Setting, registry
-from .config.sources import is_octal, load_config, render_toml
+from .config.render import render_toml
+from .config.sources import load_config
+from .config.values import is_octal
 from .errors import MonocerosError
 from .failures import report_error
 

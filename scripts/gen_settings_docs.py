@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout, without instal
     sys.path.insert(0, str(ROOT))
 
 from monoceros.config.registry import Setting, registry  # noqa: E402
-from monoceros.config.sources import toml_value  # noqa: E402
+from monoceros.config.render import toml_value  # noqa: E402
 
 _TYPES = {
     "str": "string",
@@ -95,8 +95,7 @@ def _entry(setting: Setting) -> str:
         flags = f"positional `{setting.metavar or 'APP'}`"
     elif setting.type == "bool":
         flags = ", ".join(
-            f"`{flag}` / `--no-{flag[2:]}`" if flag.startswith("--") else f"`{flag}`"
-            for flag in setting.flags
+            f"`{flag}` / `--no-{flag[2:]}`" if flag.startswith("--") else f"`{flag}`" for flag in setting.flags
         )
     else:
         flags = ", ".join(f"`{flag} {setting.metavar or setting.name.upper()}`" for flag in setting.flags)

@@ -19,7 +19,8 @@ else:
 import monoceros
 from monoceros.config import sources
 from monoceros.config.registry import SETTINGS, Config, registry
-from monoceros.config.sources import config_as_dict, load_config, render_toml
+from monoceros.config.render import config_as_dict, render_toml
+from monoceros.config.sources import load_config
 from monoceros.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,6 +28,8 @@ FLOORS: dict[str, int] = {
     "monoceros.demo": 2,
     "monoceros.adapters": 3,
     "monoceros.logs": 3,
+    "monoceros.access_format": 3,
+    "monoceros.access_log": 3,
     "monoceros.server": 4,
     "monoceros.supervisor": 5,
     "monoceros.runner": 6,
@@ -106,7 +108,7 @@ def test_protocols_are_sans_io(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if _in(n, "monoceros.adapters")))
 def test_adapters_know_no_server_supervisor_cli_or_logs(name: str) -> None:
-    banned = ("monoceros.server", "monoceros.supervisor", "monoceros.cli", "monoceros.logs")
+    banned = ("monoceros.server", "monoceros.supervisor", "monoceros.cli", "monoceros.logs", "monoceros.access_log")
     bad = sorted(t for t in _ours(name) if any(_in(t, b) for b in banned))
     assert not bad, f"{name} imports {bad}"
 

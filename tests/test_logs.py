@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from monoceros import logs
+from monoceros import access_format, access_log, logs
+from monoceros.access_log import AccessLogger
 from monoceros.config import Config
 from monoceros.errors import ConfigError
-from monoceros.logs import ACCESS_LOGGER, ERROR_LOGGER, AccessLogger, configure_logging, reopen_log_files
+from monoceros.logs import ACCESS_LOGGER, ERROR_LOGGER, configure_logging, reopen_log_files
 
 NOON = 1795248000.0  # 2026-11-21 08:00:00 UTC
 
@@ -59,7 +60,7 @@ def restore_logging() -> Iterator[None]:
 def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    logs._clf_cache = (-1, "")  # the per-second cache does not expect the zone to change
+    access_format._clf_cache = (-1, "")  # the per-second cache does not expect the zone to change
     yield
     monkeypatch.undo()
     time.tzset()
@@ -395,7 +396,7 @@ def test_atom_edge_cases(atom: str, overrides: dict[str, Any], expected: str) ->
 def test_time_in_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "IST-5:30")
     time.tzset()
-    logs._clf_cache = (-1, "")
+    access_format._clf_cache = (-1, "")
     try:
         assert format_line("%(t)s", request_time=NOON + 7.9) == "[21/Nov/2026:13:30:07 +0530]"
     finally:
@@ -443,7 +444,7 @@ def test_only_used_atoms_are_computed(access_lines: list[str], monkeypatch: pyte
 
         return atom
 
-    monkeypatch.setattr(logs, "_ATOMS", {k: spy(k) for k in logs._ATOMS})
+    monkeypatch.setattr(access_format, "_ATOMS", {k: spy(k) for k in access_format._ATOMS})
     logger = AccessLogger(config(access_logformat="%(h)s %(s)s %(h)s"))
     called.clear()  # the constructor tried the format once
     log_one(logger)
@@ -551,11 +552,11 @@ def test_a_full_batch_is_written_at_once(access_file: Path) -> None:
 
     async def body() -> None:
         logger = AccessLogger(config(access_logformat="%(U)s"))
-        for n in range(logs._BATCH_MAX + 1):
+        for n in range(access_log._BATCH_MAX + 1):
             log_one(logger, target=f"/{n}")
-        assert access_file.read_text().splitlines() == [f"/{n}" for n in range(logs._BATCH_MAX)]
+        assert access_file.read_text().splitlines() == [f"/{n}" for n in range(access_log._BATCH_MAX)]
         await asyncio.sleep(0)
-        assert len(access_file.read_text().splitlines()) == logs._BATCH_MAX + 1
+        assert len(access_file.read_text().splitlines()) == access_log._BATCH_MAX + 1
 
     in_loop(body)
 
@@ -718,4 +719,4 @@ def test_iso_time_rounds_as_datetime_does() -> None:
     moments += [NOON + 0.9999995, NOON + 0.9999994, 0.0, 1e-7, 86399.9999996]
     for when in moments:
         expected = datetime.datetime.fromtimestamp(when, datetime.timezone.utc).isoformat(timespec="milliseconds")
-        assert logs._iso_time(when) == expected, when
+        assert access_format._iso_time(when) == expected, when

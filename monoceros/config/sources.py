@@ -8,22 +8,20 @@ names the source it came from; a typo anywhere is an error with a did-you-mean, 
 from __future__ import annotations
 
 import ast
-import copy
 import difflib
-import importlib
-import math
 import os
 import sys
 import traceback
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from .checks import contradictions
 from .foreign import BY_NAME, NOT_NEEDED, note
-from .registry import SETTINGS, Config, Setting, _octal_mode, registry
+from .registry import SETTINGS, Config
+from .values import convert_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,9 +40,6 @@ RUN_SOURCE = "monoceros.run() keyword"
 
 # Other servers' names for settings (gunicorn's loglevel, uvicorn's limit_max_requests): name -> setting name.
 ALIASES: dict[str, str] = {alias: s.name for s in SETTINGS.values() for alias in s.aliases}
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def load_config(
@@ -157,137 +152,6 @@ def _did_you_mean(name: str) -> str:
     return f"; did you mean {match[0]!r} ({alias_of})?" if alias_of else f"; did you mean {match[0]!r}?"
 
 
-# -- values --------------------------------------------------------------------------------------------------
-
-
-class _Mismatch(Exception):
-    """A value of the wrong shape; carries what was expected, for the message."""
-
-
-def convert_value(setting: Setting, value: Any, source: str) -> Any:
-    """Coerce ``value`` to the setting's type, check choices, run its validator."""
-    try:
-        converted = _CONVERTERS[setting.type](setting, value)
-    except _Mismatch as exc:
-        raise ConfigError(f"{source}: setting {setting.name!r} expects {exc}, got {value!r}") from None
-    if setting.choices is not None and isinstance(converted, str):
-        converted = converted.strip().lower()  # gunicorn takes loglevel = "DEBUG"
-        converted = dict(setting.synonyms).get(converted, converted)
-    if setting.choices is not None and converted not in setting.choices:
-        allowed = ", ".join(repr(c) for c in setting.choices)
-        raise ConfigError(f"{source}: setting {setting.name!r} must be one of {allowed}; got {value!r}")
-    if setting.validator is not None and converted is not None:
-        try:
-            converted = setting.validator(converted)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: setting {setting.name!r}: {exc}; got {value!r}") from None
-    return converted
-
-
-def is_octal(setting: Setting) -> bool:
-    """Permission modes are read and written in octal: ``660`` means ``0o660``, as with chmod."""
-    return setting.validator is _octal_mode
-
-
-def _to_str(setting: Setting, value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(int(value))  # a user or group id, ssl.CERT_REQUIRED: as the command line would spell it
-    if not isinstance(value, str):
-        raise _Mismatch("a string")
-    return value
-
-
-def _to_optional_str(setting: Setting, value: Any) -> str | None:
-    # Environment variables and TOML cannot spell None, so an empty string means "unset".
-    return None if value is None or value == "" else _to_str(setting, value)
-
-
-def _to_int(setting: Setting, value: Any) -> int:
-    if isinstance(value, bool):
-        raise _Mismatch("an integer")
-    if isinstance(value, int):
-        return value
-    if not isinstance(value, str):
-        raise _Mismatch("an integer")
-    try:
-        return int(value.strip(), 8) if is_octal(setting) else int(value.strip())
-    except ValueError:
-        raise _Mismatch("an octal mode such as 660 or 0o660" if is_octal(setting) else "an integer") from None
-
-
-def _to_optional_int(setting: Setting, value: Any) -> int | None:
-    return None if value is None or value == "" else _to_int(setting, value)
-
-
-def _to_float(setting: Setting, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Mismatch("a number")
-    try:
-        number = float(value.strip()) if isinstance(value, str) else float(value)
-    except ValueError:
-        raise _Mismatch("a number") from None
-    if not math.isfinite(number):
-        raise _Mismatch("a finite number")
-    return number
-
-
-def _to_bool(setting: Setting, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    word = value.strip().lower() if isinstance(value, str) else None
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise _Mismatch("true or false (or 1/0, yes/no, on/off)")
-
-
-def _to_list(setting: Setting, value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
-        return list(value)
-    if setting.name == "headers" and isinstance(value, (list, tuple)) and all(_is_pair(item) for item in value):
-        return [f"{name}:{text}" for name, text in value]  # uvicorn.run(headers=[("name", "value")])
-    raise _Mismatch("a list of strings (or one comma-separated string)")
-
-
-def _is_pair(item: Any) -> bool:
-    return isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(part, str) for part in item)
-
-
-def _to_hook(setting: Setting, value: Any) -> Any:
-    """A callable as it is (Python config files, monoceros.run), or 'module:function' imported now."""
-    if value is None or value == "":
-        return None
-    if callable(value):
-        return value
-    if not isinstance(value, str) or ":" not in value:
-        raise _Mismatch("a callable or a 'module:function' string")
-    module_name, _, attr = value.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except ImportError as exc:
-        raise _Mismatch(f"an importable 'module:function' (importing {module_name!r} failed: {exc})") from None
-    except AttributeError:
-        raise _Mismatch(f"an importable 'module:function' ({module_name!r} has no {attr!r})") from None
-    return target
-
-
-_CONVERTERS: dict[str, Callable[[Setting, Any], Any]] = {
-    "hook": _to_hook,
-    "str": _to_str,
-    "optional_str": _to_optional_str,
-    "int": _to_int,
-    "optional_int": _to_optional_int,
-    "float": _to_float,
-    "bool": _to_bool,
-    "list": _to_list,
-}
-
-
 # -- files ---------------------------------------------------------------------------------------------------
 
 
@@ -394,67 +258,3 @@ def _imported_names(tree: ast.Module) -> set[str]:
             nested = (ast.stmt, ast.excepthandler, ast.match_case)
             stack.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, nested))
     return names
-
-
-# -- output --------------------------------------------------------------------------------------------------
-
-
-def config_as_dict(cfg: Config) -> dict[str, Any]:
-    """Every setting by name, with lists copied, in registry order."""
-    return {setting.name: copy.copy(getattr(cfg, setting.name)) for setting in registry()}
-
-
-def render_toml(cfg: Config) -> str:
-    """The resolved config as a TOML document that ``-c FILE`` reads back to an equal :class:`Config`."""
-    lines = ["# monoceros settings, resolved from every source (see docs/settings.md)."]
-    section = None
-    for setting in registry():
-        if setting.section != section:
-            section = setting.section
-            lines += ["", f"# {section}"]
-        value = getattr(cfg, setting.name)
-        if value is None:
-            lines.append(f"# {setting.name} = (unset)")
-        elif setting.type == "hook":
-            lines.append(_hook_line(setting.name, value))
-        else:
-            lines.append(f"{setting.name} = {toml_value(setting, value)}")
-    return "\n".join(lines) + "\n"
-
-
-def _hook_line(name: str, hook: Any) -> str:
-    """A hook as 'module:function' when it can be imported by that name; otherwise a comment."""
-    module, qualname = getattr(hook, "__module__", None), getattr(hook, "__qualname__", "")
-    if module and module != "__monoceros_config__" and "<" not in qualname:
-        return f"{name} = {_toml_string(f'{module}:{qualname}')}"
-    return f"# {name} = (a callable set in a Python config file)"
-
-
-def toml_value(setting: Setting, value: Any) -> str:
-    """One value as a TOML literal; permission modes are written in octal (``0o660``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"0o{value:o}" if is_octal(setting) else str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_string(str(item)) for item in value) + "]"
-    raise TypeError(f"setting {setting.name!r} has a value TOML cannot hold: {value!r}")
-
-
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
-def _toml_string(text: str) -> str:
-    out = []
-    for char in text:
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'

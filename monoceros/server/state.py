@@ -17,9 +17,9 @@ from ..config import Config
 from ..protocols.http11 import Limits
 
 if TYPE_CHECKING:
+    from ..access_log import AccessLogger
     from ..adapters.exchange import Exchange
     from ..adapters.websocket_channel import WebSocketChannel
-    from ..logs import AccessLogger
     from .proxy import ProxyTrust
 
 Handler = Callable[["Exchange"], Coroutine[Any, Any, None]]

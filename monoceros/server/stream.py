@@ -27,7 +27,7 @@ from ..errors import ClientDisconnected
 from ..protocols.events import Request
 
 if TYPE_CHECKING:
-    from ..logs import AccessLogger
+    from ..access_log import AccessLogger
 
 log = logging.getLogger("monoceros.error")
 

@@ -21,11 +21,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..access_log import AccessLogger
 from ..adapters.asgi_http import ASGIApp, ASGIHTTPHandler, asgi2_to_asgi3
 from ..adapters.asgi_websocket import ASGIWebSocketHandler
 from ..adapters.lifespan import Lifespan
 from ..config import Config
-from ..logs import AccessLogger, reopen_log_files
+from ..logs import reopen_log_files
 from .app_loader import LoadedApp, load_app, warn_unused_settings
 from .listeners import describe
 from .memory import freeze_startup_objects, retain_heap
