@@ -177,7 +177,7 @@ class AccessFormat:
 
 def json_line(r: AccessRecord) -> str:
     """The line ``json.dumps(record, separators=(",", ":"))`` writes, from a template: the strings through
-    json's own C escaper, the numbers through repr as json does (5.3 µs to 2.4 µs a line)."""
+    json's own C escaper, the numbers through repr as json does (less than half the time; docs/performance.md)."""
     path, _, query = r.target.partition("?")
     return _JSON_LINE % (
         _iso_time(r.started),

@@ -2,7 +2,7 @@
 
 ``loop.run_in_executor`` on a ``concurrent.futures.ThreadPoolExecutor`` costs, per call, a Python-level
 lock and semaphore, a work item, a concurrent future, and two Python callbacks that chain it to an
-asyncio future: about half the instructions of a whole WSGI request. Here a call is one
+asyncio future: a large share of a whole WSGI request (docs/performance.md). Here a call is one
 ``SimpleQueue.put`` (C) to a waiting thread and one ``call_soon_threadsafe`` back that settles the
 asyncio future on the loop.
 

@@ -45,6 +45,7 @@ def setting(
     *,
     help: str,
     section: str,
+    flag: str | None = None,
     flags: Sequence[str] = (),
     choices: Sequence[str] | None = None,
     validator: Validator | None = None,
@@ -52,10 +53,15 @@ def setting(
     aliases: Sequence[str] = (),
     synonyms: dict[str, str] | None = None,
 ) -> Any:
-    """Declare a setting as a dataclass field; see :class:`Setting`."""
+    """Declare a setting as a dataclass field; see :class:`Setting`.
+
+    Its command-line flag is derived from its name (``keep_alive``: ``--keep-alive``); ``flag`` replaces it
+    (``--header`` for ``headers``; "" for none: the positional APP), and ``flags`` adds other spellings (short
+    ones, other servers')."""
     meta = {
         "help": help,
         "section": section,
+        "flag": flag,
         "flags": tuple(flags),
         "choices": tuple(choices) if choices is not None else None,
         "validator": validator,

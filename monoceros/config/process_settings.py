@@ -39,7 +39,7 @@ class ProcessSettings:
     workers: int = setting(
         1,
         section=PROC,
-        flags=["-w", "--workers"],
+        flags=["-w"],
         validator=_positive,
         metavar="N",
         help="Number of worker processes. Without -w, the WEB_CONCURRENCY environment variable sets it. "
@@ -48,21 +48,18 @@ class ProcessSettings:
     supervisor: bool = setting(
         False,
         section=PROC,
-        flags=["--supervisor"],
         help="Run a supervising master even for one worker (it is always on with more than one worker, "
         "--reload, recycling settings or --daemon): restarts, heartbeats and the reload signals need it.",
     )
     reuse_port: bool = setting(
         False,
         section=PROC,
-        flags=["--reuse-port"],
         help="Give each worker its own SO_REUSEPORT listening socket (TCP only), so the kernel balances "
         "connections between workers instead of letting them race to accept.",
     )
     preload: bool = setting(
         False,
         section=PROC,
-        flags=["--preload"],
         aliases=["preload_app"],
         help="Import the app in the master before forking (and, as in gunicorn, before dropping privileges): "
         "workers share its memory and start faster. A HUP still re-imports it. In one process without a "
@@ -74,7 +71,7 @@ class ProcessSettings:
     timeout: float = setting(
         30.0,
         section=HEALTH,
-        flags=["-t", "--timeout", "--timeout-worker-healthcheck"],
+        flags=["-t", "--timeout-worker-healthcheck"],
         aliases=["timeout_worker_healthcheck"],
         validator=_non_negative,
         metavar="SECONDS",
@@ -85,7 +82,7 @@ class ProcessSettings:
     max_requests: int = setting(
         0,
         section=HEALTH,
-        flags=["--max-requests", "--limit-max-requests"],
+        flags=["--limit-max-requests"],
         aliases=["limit_max_requests"],
         validator=_non_negative,
         metavar="N",
@@ -96,7 +93,7 @@ class ProcessSettings:
     max_requests_jitter: int = setting(
         0,
         section=HEALTH,
-        flags=["--max-requests-jitter", "--limit-max-requests-jitter"],
+        flags=["--limit-max-requests-jitter"],
         aliases=["limit_max_requests_jitter"],
         validator=_non_negative,
         metavar="N",
@@ -105,7 +102,6 @@ class ProcessSettings:
     max_worker_lifetime: float = setting(
         0.0,
         section=HEALTH,
-        flags=["--max-worker-lifetime"],
         validator=_non_negative,
         metavar="SECONDS",
         help="Recycle a worker after it has run this long; 0 disables.",
@@ -113,7 +109,6 @@ class ProcessSettings:
     max_worker_lifetime_jitter: float = setting(
         0.0,
         section=HEALTH,
-        flags=["--max-worker-lifetime-jitter"],
         validator=_non_negative,
         metavar="SECONDS",
         help="Add a random 0..N seconds to --max-worker-lifetime per worker.",
@@ -121,7 +116,6 @@ class ProcessSettings:
     max_worker_memory: int = setting(
         0,
         section=HEALTH,
-        flags=["--max-worker-memory"],
         validator=_non_negative,
         metavar="MIB",
         help="Recycle a worker whose resident memory (RSS) exceeds this many MiB; 0 disables.",
@@ -129,7 +123,6 @@ class ProcessSettings:
     max_worker_memory_jitter: int = setting(
         0,
         section=HEALTH,
-        flags=["--max-worker-memory-jitter"],
         validator=_non_negative,
         metavar="MIB",
         help="Add a random 0..N MiB to --max-worker-memory per worker.",
@@ -139,7 +132,7 @@ class ProcessSettings:
     pid: str | None = setting(
         None,
         section=OPS,
-        flags=["-p", "--pid"],
+        flags=["-p"],
         aliases=["pidfile"],
         metavar="FILE",
         help="Write the master's PID (or the one process's) to this file.",
@@ -147,27 +140,26 @@ class ProcessSettings:
     daemon: bool = setting(
         False,
         section=OPS,
-        flags=["-D", "--daemon"],
+        flags=["-D"],
         help="Detach from the terminal and run in the background (use --pid and log files with it).",
     )
     user: str | None = setting(
         None,
         section=OPS,
-        flags=["-u", "--user"],
+        flags=["-u"],
         metavar="USER",
         help="Run the workers (or the one process) as this user, name or id, once the listeners are bound.",
     )
     group: str | None = setting(
         None,
         section=OPS,
-        flags=["-g", "--group"],
+        flags=["-g"],
         metavar="GROUP",
         help="Run the workers (or the one process) as this group; default: the --user's own group.",
     )
     initgroups: bool = setting(
         False,
         section=OPS,
-        flags=["--initgroups"],
         help="With --user, also join every supplementary group the user belongs to (initgroups(3)), as "
         "gunicorn's --initgroups does; otherwise the process keeps only the one group.",
     )
@@ -175,7 +167,7 @@ class ProcessSettings:
     umask: int = setting(
         0o022,
         section=OPS,
-        flags=["-m", "--umask"],
+        flags=["-m"],
         validator=_octal_mode,
         metavar="MODE",
         help="File mode creation mask of the server processes (octal, e.g. 022).",
@@ -183,7 +175,7 @@ class ProcessSettings:
     name: str | None = setting(
         None,
         section=OPS,
-        flags=["-n", "--name"],
+        flags=["-n"],
         aliases=["proc_name"],
         metavar="NAME",
         help="Name shown in process titles ('monoceros: master [NAME]'), when setproctitle is installed.",
@@ -194,7 +186,7 @@ class ProcessSettings:
     env: list[str] = setting(
         [],
         section=OPS,
-        flags=["-e", "--env"],
+        flags=["-e"],
         aliases=["raw_env"],
         validator=_env_pairs,
         metavar="NAME=VALUE",
@@ -203,7 +195,6 @@ class ProcessSettings:
     env_file: str | None = setting(
         None,
         section=OPS,
-        flags=["--env-file"],
         metavar="FILE",
         help="Load environment variables for the app from this .env file (python-dotenv's format). Variables "
         "already set win, as with uvicorn; --env wins over both.",
@@ -242,13 +233,11 @@ class ProcessSettings:
     reload: bool = setting(
         False,
         section=RELOAD,
-        flags=["--reload"],
         help="Restart the workers when a watched file changes (development only). Uses watchfiles.",
     )
     reload_delay: float = setting(
         0.2,
         section=RELOAD,
-        flags=["--reload-delay"],
         validator=_non_negative,
         metavar="SECONDS",
         help="Wait until files have been quiet this long before reloading, so a save of several files reloads once.",
@@ -256,28 +245,28 @@ class ProcessSettings:
     reload_extra_files: list[str] = setting(
         [],
         section=RELOAD,
-        flags=["--reload-extra-file"],
+        flag="--reload-extra-file",
         metavar="FILE",
         help="A file to watch besides the --reload-include patterns (a template, a .env); repeat for several.",
     )
     reload_dirs: list[str] = setting(
         [],
         section=RELOAD,
-        flags=["--reload-dir"],
+        flag="--reload-dir",
         metavar="DIR",
         help="Directory to watch; repeat for several. Default: the current directory and --app-dir.",
     )
     reload_includes: list[str] = setting(
         ["*.py"],
         section=RELOAD,
-        flags=["--reload-include"],
+        flag="--reload-include",
         metavar="GLOB",
         help="File name pattern that triggers a reload; repeat for several.",
     )
     reload_excludes: list[str] = setting(
         [".venv", "node_modules", "__pycache__", ".git", ".*"],
         section=RELOAD,
-        flags=["--reload-exclude"],
+        flag="--reload-exclude",
         metavar="GLOB",
         help="Pattern of files or directories never watched; it matches any path component.",
     )

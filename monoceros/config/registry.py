@@ -56,7 +56,7 @@ def registry() -> list[Setting]:
                 default=default,
                 help=f.metadata["help"],
                 section=f.metadata["section"],
-                flags=f.metadata["flags"],
+                flags=_flags(f.name, f.metadata["flag"], f.metadata["flags"]),
                 choices=f.metadata["choices"],
                 validator=f.metadata["validator"],
                 metavar=f.metadata["metavar"],
@@ -65,6 +65,13 @@ def registry() -> list[Setting]:
             )
         )
     return out
+
+
+def _flags(name: str, flag: str | None, others: tuple[str, ...]) -> tuple[str, ...]:
+    """The setting's flags: short ones first, then its own (derived from its name unless given), then the rest."""
+    own = ("--" + name.replace("_", "-"),) if flag is None else (flag,) if flag else ()
+    shorts = tuple(f for f in others if not f.startswith("--"))
+    return (*shorts, *own, *(f for f in others if f.startswith("--")))
 
 
 _TYPES = {

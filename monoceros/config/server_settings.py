@@ -29,6 +29,7 @@ class ServerSettings:
     app: str | None = setting(
         None,
         section=APP,
+        flag="",  # the positional APP
         metavar="APP",
         aliases=["wsgi_app"],
         help="The app to serve: 'module:attr', 'path/to/file.py:attr', a factory 'module:create_app' (called "
@@ -38,14 +39,14 @@ class ServerSettings:
     factory: bool = setting(
         False,
         section=APP,
-        flags=["--factory", "--call"],
+        flags=["--call"],
         help="Treat APP as a zero-argument callable that returns the app. Without it, a callable that takes no "
         "arguments is detected as a factory and called, with a warning.",
     )
     paste: str | None = setting(
         None,
         section=APP,
-        flags=["--paste", "--paster"],
+        flags=["--paster"],
         metavar="FILE[#NAME]",
         help="Load the WSGI app from a PasteDeploy .ini file (its [app:main] section, or [app:NAME]), as "
         "gunicorn's --paste does; its [loggers] configure logging unless --log-config is given. Needs "
@@ -54,14 +55,12 @@ class ServerSettings:
     app_dir: str = setting(
         ".",
         section=APP,
-        flags=["--app-dir"],
         metavar="DIR",
         help="Directory put first on sys.path before the app is imported.",
     )
     pythonpath: list[str] = setting(
         [],
         section=APP,
-        flags=["--pythonpath"],
         metavar="DIRS",
         help="More directories to put on sys.path before the app is imported (comma-separated or repeated), "
         "after --app-dir.",
@@ -69,14 +68,13 @@ class ServerSettings:
     interface: str = setting(
         "auto",
         section=APP,
-        flags=["--interface"],
         choices=["auto", "asgi3", "asgi2", "wsgi"],
         help="The app's calling convention. 'auto' inspects the callable.",
     )
     lifespan: str = setting(
         "auto",
         section=APP,
-        flags=["--lifespan", "--asgi-lifespan"],
+        flags=["--asgi-lifespan"],
         choices=["auto", "on", "off"],
         help="ASGI lifespan events. 'auto' runs them and carries on quietly if the app does not support them; "
         "'on' makes a failure fatal; 'off' never sends them.",
@@ -84,7 +82,7 @@ class ServerSettings:
     root_path: str = setting(
         "",
         section=APP,
-        flags=["--root-path", "--url-prefix"],
+        flags=["--url-prefix"],
         metavar="PATH",
         help="The path prefix the app is mounted under behind a proxy (ASGI root_path, WSGI SCRIPT_NAME; for "
         "WSGI it is taken off the front of PATH_INFO, as waitress's --url-prefix does).",
@@ -92,7 +90,6 @@ class ServerSettings:
     threads: int = setting(
         8,
         section=APP,
-        flags=["--threads"],
         validator=_positive,
         metavar="N",
         help="Size of the thread pool that runs a WSGI app, per worker. It bounds how many WSGI requests "
@@ -101,7 +98,6 @@ class ServerSettings:
     wsgi_mode: str = setting(
         "threads",
         section=APP,
-        flags=["--wsgi-mode"],
         choices=["threads", "inline"],
         help="Where a WSGI app runs. 'threads': on the --threads pool, so a slow view (a database call) "
         "never holds up other connections. 'inline': on the event loop thread once the request body has "
@@ -112,20 +108,17 @@ class ServerSettings:
     heap_retain: int = setting(
         16,
         section=APP,
-        flags=["--heap-retain"],
         validator=_non_negative,
         metavar="MIB",
         help="Freed memory, in MiB, that a worker keeps for reuse instead of giving it back to the kernel at "
         "once (glibc's malloc trim threshold; allocations under half of it come from the heap). glibc's "
         "default, 128 KiB, makes a worker that reads large request bodies fault the same pages in again for "
-        "every request: POST 64 KiB ran at 18k req/s with it and 44k with 16 MiB, for 4 MiB more RSS. 0 keeps "
-        "glibc's default. No effect on other C libraries, or when MALLOC_TRIM_THRESHOLD_, "
-        "MALLOC_MMAP_THRESHOLD_ or MALLOC_TOP_PAD_ is set.",
+        "every request (figures in docs/performance.md, 'Memory'). 0 keeps glibc's default. No effect on other "
+        "C libraries, or when MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_ or MALLOC_TOP_PAD_ is set.",
     )
     gc_freeze: bool = setting(
         True,
         section=APP,
-        flags=["--gc-freeze"],
         help="Once the app is loaded and its lifespan startup is done, collect garbage and move every "
         "object that is left out of the cyclic garbage collector's reach (gc.freeze). The app's modules "
         "and startup state then cost nothing in later collections: a full collection in a worker no "
@@ -138,7 +131,7 @@ class ServerSettings:
     bind: list[str] = setting(
         [],
         section=LISTEN,
-        flags=["-b", "--bind", "--listen"],
+        flags=["-b", "--listen"],
         metavar="ADDRESS",
         help="Address to listen on; repeat for several. 'HOST:PORT', '[::1]:PORT', '*:PORT' (every IPv4 and "
         "IPv6 interface), 'unix:/path' or 'fd://N'. When no bind, uds or fd is given, --host and --port are used.",
@@ -146,21 +139,19 @@ class ServerSettings:
     host: str = setting(
         "127.0.0.1",
         section=LISTEN,
-        flags=["--host"],
         help="Host to listen on when no --bind is given. Use 0.0.0.0 or :: to listen on every interface.",
     )
-    port: int = setting(8000, section=LISTEN, flags=["--port"], validator=_port, help="Port for --host.")
+    port: int = setting(8000, section=LISTEN, validator=_port, help="Port for --host.")
     uds: str | None = setting(
         None,
         section=LISTEN,
-        flags=["--uds", "--unix-socket"],
+        flags=["--unix-socket"],
         metavar="PATH",
         help="Also listen on this unix socket.",
     )
     fd: int | None = setting(
         None,
         section=LISTEN,
-        flags=["--fd"],
         metavar="N",
         help="Also listen on this inherited, already-bound socket file descriptor.",
     )
@@ -169,7 +160,7 @@ class ServerSettings:
     uds_perms: int = setting(
         0o666,
         section=LISTEN,
-        flags=["--uds-perms", "--unix-socket-perms"],
+        flags=["--unix-socket-perms"],
         validator=_octal_mode,
         metavar="MODE",
         help="Permission bits of a unix socket the server creates (octal). 666 lets any local user connect, "
@@ -179,7 +170,6 @@ class ServerSettings:
     backlog: int = setting(
         2048,
         section=LISTEN,
-        flags=["--backlog"],
         validator=_positive,
         metavar="N",
         help="Listen backlog: connections the kernel queues before the server accepts them.",
@@ -189,7 +179,7 @@ class ServerSettings:
     certfile: str | None = setting(
         None,
         section=TLS,
-        flags=["--certfile", "--ssl-certfile"],
+        flags=["--ssl-certfile"],
         aliases=["ssl_certfile"],
         metavar="FILE",
         help="PEM certificate chain; setting it turns TLS on for every TCP and unix listener.",
@@ -197,7 +187,7 @@ class ServerSettings:
     keyfile: str | None = setting(
         None,
         section=TLS,
-        flags=["--keyfile", "--ssl-keyfile"],
+        flags=["--ssl-keyfile"],
         aliases=["ssl_keyfile"],
         metavar="FILE",
         help="PEM private key (may be inside --certfile).",
@@ -205,7 +195,7 @@ class ServerSettings:
     keyfile_password: str | None = setting(
         None,
         section=TLS,
-        flags=["--keyfile-password", "--ssl-keyfile-password"],
+        flags=["--ssl-keyfile-password"],
         aliases=["ssl_keyfile_password"],
         metavar="PASSWORD",
         help="Password that decrypts --keyfile.",
@@ -213,7 +203,7 @@ class ServerSettings:
     ca_certs: str | None = setting(
         None,
         section=TLS,
-        flags=["--ca-certs", "--ssl-ca-certs"],
+        flags=["--ssl-ca-certs"],
         aliases=["ssl_ca_certs"],
         metavar="FILE",
         help="PEM bundle of CAs trusted to sign client certificates.",
@@ -221,7 +211,7 @@ class ServerSettings:
     cert_reqs: str = setting(
         "none",
         section=TLS,
-        flags=["--cert-reqs", "--ssl-cert-reqs"],
+        flags=["--ssl-cert-reqs"],
         aliases=["ssl_cert_reqs"],
         choices=["none", "optional", "required"],
         synonyms={"0": "none", "1": "optional", "2": "required"},
@@ -231,7 +221,7 @@ class ServerSettings:
     ciphers: str = setting(
         "TLSv1.2:!aNULL:!eNULL:!MD5:!DSS:!RC4:!3DES",
         section=TLS,
-        flags=["--ciphers", "--ssl-ciphers"],
+        flags=["--ssl-ciphers"],
         aliases=["ssl_ciphers"],
         help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's own).",
     )
@@ -240,7 +230,7 @@ class ServerSettings:
     loop: str = setting(
         "auto",
         section=HTTP,
-        flags=["--loop", "--asgi-loop"],
+        flags=["--asgi-loop"],
         choices=["auto", "asyncio", "uvloop"],
         help="Event loop. 'auto' uses uvloop when it is installed.",
     )
@@ -249,22 +239,18 @@ class ServerSettings:
     keep_alive: float = setting(
         5.0,
         section=HTTP,
-        flags=["--keep-alive", "--timeout-keep-alive"],
+        flags=["--timeout-keep-alive"],
         aliases=["keepalive", "timeout_keep_alive", "keep_alive_timeout"],
         validator=_non_negative,
         metavar="SECONDS",
         help="Close a keep-alive connection idle for this long. 0 disables keep-alive.",
     )
-    server_header: bool = setting(
-        True, section=HTTP, flags=["--server-header"], help="Send 'Server: monoceros' unless the app sets its own."
-    )
-    date_header: bool = setting(
-        True, section=HTTP, flags=["--date-header"], help="Send a 'Date' header unless the app sets its own."
-    )
+    server_header: bool = setting(True, section=HTTP, help="Send 'Server: monoceros' unless the app sets its own.")
+    date_header: bool = setting(True, section=HTTP, help="Send a 'Date' header unless the app sets its own.")
     headers: list[str] = setting(
         [],
         section=HTTP,
-        flags=["--header"],
+        flag="--header",
         validator=_header_lines,
         metavar="NAME:VALUE",
         help="A header sent with every response; repeat for several. One the app sets itself replaces it, and "
@@ -273,7 +259,6 @@ class ServerSettings:
     sendfile: bool = setting(
         True,
         section=HTTP,
-        flags=["--sendfile"],
         help="Send files (wsgi.file_wrapper, ASGI http.response.pathsend) with sendfile(2) over plain TCP. "
         "--no-sendfile reads them in pieces instead, as over TLS.",
     )
@@ -282,7 +267,6 @@ class ServerSettings:
     ws: str = setting(
         "auto",
         section=WS,
-        flags=["--ws"],
         choices=["auto", "none"],
         synonyms={"websockets": "auto", "websockets-sansio": "auto", "wsproto": "auto"},
         help="WebSocket support. 'auto' serves WebSocket to ASGI apps (uvicorn's library names mean the same: "
@@ -293,7 +277,7 @@ class ServerSettings:
     ws_max_size: int = setting(
         16777216,
         section=WS,
-        flags=["--ws-max-size", "--websocket-max-message-size"],
+        flags=["--websocket-max-message-size"],
         aliases=["websocket_max_message_size"],
         validator=_positive,
         metavar="BYTES",
@@ -303,7 +287,6 @@ class ServerSettings:
     ws_max_queue: int = setting(
         32,
         section=WS,
-        flags=["--ws-max-queue"],
         validator=_positive,
         metavar="N",
         help="Received messages held for an app that is not reading. Past it, the server stops reading the socket.",
@@ -312,7 +295,7 @@ class ServerSettings:
     ws_ping_interval: float = setting(
         20.0,
         section=WS,
-        flags=["--ws-ping-interval", "--ping-interval", "--websocket-ping-interval"],
+        flags=["--ping-interval", "--websocket-ping-interval"],
         aliases=["websocket_ping_interval", "ping_interval"],
         validator=_non_negative,
         metavar="SECONDS",
@@ -321,7 +304,7 @@ class ServerSettings:
     ws_ping_timeout: float = setting(
         20.0,
         section=WS,
-        flags=["--ws-ping-timeout", "--ping-timeout"],
+        flags=["--ping-timeout"],
         aliases=["ping_timeout"],
         validator=_positive,
         metavar="SECONDS",
@@ -331,7 +314,6 @@ class ServerSettings:
     ws_close_timeout: float = setting(
         10.0,
         section=WS,
-        flags=["--ws-close-timeout"],
         validator=_positive,
         metavar="SECONDS",
         help="After sending a close frame, how long to wait for the client's before dropping the connection.",
@@ -339,7 +321,6 @@ class ServerSettings:
     ws_per_message_deflate: bool = setting(
         True,
         section=WS,
-        flags=["--ws-per-message-deflate"],
         help="Offer permessage-deflate compression (RFC 7692) to clients that ask for it.",
     )
 
@@ -348,7 +329,6 @@ class ServerSettings:
     limit_request_line: int = setting(
         8190,
         section=LIMITS,
-        flags=["--limit-request-line"],
         validator=_positive,
         metavar="BYTES",
         help="Longest request line (method, target, version). Longer gets 414.",
@@ -357,7 +337,7 @@ class ServerSettings:
     limit_request_field_size: int = setting(
         8190,
         section=LIMITS,
-        flags=["--limit-request-field-size", "--limit-request-field_size"],
+        flags=["--limit-request-field_size"],
         validator=_positive,
         metavar="BYTES",
         help="Longest single header field (name and value). Longer gets 431.",
@@ -366,7 +346,6 @@ class ServerSettings:
     limit_request_fields: int = setting(
         100,
         section=LIMITS,
-        flags=["--limit-request-fields"],
         validator=_positive,
         metavar="N",
         help="Most header fields in one request. More gets 431.",
@@ -375,7 +354,7 @@ class ServerSettings:
     limit_request_headers_size: int = setting(
         65536,
         section=LIMITS,
-        flags=["--limit-request-headers-size", "--max-request-header-size"],
+        flags=["--max-request-header-size"],
         aliases=["max_request_header_size"],
         validator=_positive,
         metavar="BYTES",
@@ -386,7 +365,7 @@ class ServerSettings:
     limit_request_body: int = setting(
         104857600,
         section=LIMITS,
-        flags=["--limit-request-body", "--max-request-body-size"],
+        flags=["--max-request-body-size"],
         aliases=["max_request_body_size"],
         validator=_non_negative,
         metavar="BYTES",
@@ -397,7 +376,6 @@ class ServerSettings:
     header_timeout: float = setting(
         20.0,
         section=LIMITS,
-        flags=["--header-timeout"],
         validator=_positive,
         metavar="SECONDS",
         help="A client must send a whole request head within this time of starting it, or get 408.",
@@ -406,7 +384,7 @@ class ServerSettings:
     limit_concurrency: int = setting(
         1000,
         section=LIMITS,
-        flags=["--limit-concurrency", "--worker-connections", "--connection-limit"],
+        flags=["--worker-connections", "--connection-limit"],
         aliases=["worker_connections", "connection_limit"],
         validator=_positive,
         metavar="N",
@@ -416,7 +394,7 @@ class ServerSettings:
     graceful_timeout: float = setting(
         30.0,
         section=LIMITS,
-        flags=["--graceful-timeout", "--timeout-graceful-shutdown"],
+        flags=["--timeout-graceful-shutdown"],
         aliases=["timeout_graceful_shutdown"],
         validator=_non_negative,
         metavar="SECONDS",
@@ -427,13 +405,11 @@ class ServerSettings:
     proxy_headers: bool = setting(
         True,
         section=PROXY,
-        flags=["--proxy-headers"],
         help="Honour X-Forwarded-For and X-Forwarded-Proto from --forwarded-allow-ips.",
     )
     forwarded_allow_ips: list[str] = setting(
         ["127.0.0.1", "::1"],
         section=PROXY,
-        flags=["--forwarded-allow-ips"],
         validator=_networks,
         metavar="IPS",
         help="Comma-separated IPs or CIDR networks of proxies whose X-Forwarded-* headers are trusted; "
@@ -444,16 +420,14 @@ class ServerSettings:
     log_level: str = setting(
         "info",
         section=LOG,
-        flags=["--log-level"],
         aliases=["loglevel"],
         choices=["critical", "error", "warning", "info", "debug", "trace"],
         help="Error-log level. 'trace' (uvicorn's) lets through everything, below debug too.",
     )
-    access_log: bool = setting(True, section=LOG, flags=["--access-log"], help="Write an access log.")
+    access_log: bool = setting(True, section=LOG, help="Write an access log.")
     access_logfile: str = setting(
         "-",
         section=LOG,
-        flags=["--access-logfile"],
         aliases=["accesslog"],
         metavar="FILE",
         help="Where the access log goes; '-' is standard output.",
@@ -461,7 +435,7 @@ class ServerSettings:
     error_logfile: str = setting(
         "-",
         section=LOG,
-        flags=["--error-logfile", "--log-file"],
+        flags=["--log-file"],
         aliases=["errorlog"],
         metavar="FILE",
         help="Where the error log goes; '-' is standard error.",
@@ -469,7 +443,6 @@ class ServerSettings:
     access_logformat: str = setting(
         '%(h)s - - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)sus',
         section=LOG,
-        flags=["--access-logformat"],
         aliases=["access_log_format"],
         metavar="FORMAT",
         help="gunicorn-style access-log format: %(h)s client, %(r)s request line, %(s)s status, %(b)s body "
@@ -478,13 +451,11 @@ class ServerSettings:
     access_log_json: bool = setting(
         False,
         section=LOG,
-        flags=["--access-log-json"],
         help="Write the access log as one JSON object per line instead of --access-logformat.",
     )
     log_config: str | None = setting(
         None,
         section=LOG,
-        flags=["--log-config"],
         aliases=["logconfig"],
         metavar="FILE",
         help="A logging.config.dictConfig file (JSON, TOML, or YAML with PyYAML installed), or a fileConfig "
@@ -493,6 +464,5 @@ class ServerSettings:
     capture_output: bool = setting(
         False,
         section=LOG,
-        flags=["--capture-output"],
         help="Send what the app prints to standard output and error into --error-logfile (which must be a file).",
     )

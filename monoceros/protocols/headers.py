@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 # RFC 9110 §5.6.2: field-name is a token.
 TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # CR, LF, NUL as ints: ``b"_" in name`` first tries the operand as an integer, and the TypeError it formats and
-# discards costs more than the search (8 % of a small request, three headers), so bytes are tested as ints.
+# discards costs more than the search (docs/performance.md has what it cost), so bytes are tested as ints.
 BAD_VALUE = (0x0D, 0x0A, 0x00)
 UNDERSCORE, HASH = 0x5F, 0x23
 

@@ -221,7 +221,7 @@ class HTTP11Connection:
     def release(self) -> None:
         """The connection is gone: read nothing more, and drop the parser. It holds this object's callbacks,
         a reference cycle that would otherwise leave about 16 objects per connection to the cyclic garbage
-        collector (6,000 instructions of a ``Connection: close`` request, and the full collections)."""
+        collector (docs/performance.md, "Memory", counts what that cost)."""
         self._input_closed = True
         del self._parser
 

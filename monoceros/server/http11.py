@@ -248,7 +248,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
             exchange.client, exchange.scheme = proxy.resolve(self.client, self.scheme, request.headers)
         self.exchange = exchange
         # Task() with a name, not loop.create_task(): Python 3.11 formats a "Task-N" name for every unnamed
-        # task, which is 3 % of the instructions of a small request. The loop is the same either way.
+        # task, a cost docs/performance.md counts. The loop is the same either way.
         Task(state.handler(exchange), loop=self.loop, name=TASK_NAME)
         return exchange
 

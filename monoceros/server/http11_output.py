@@ -4,8 +4,8 @@ The head is framed by the sans-IO protocol (``protocols/http11.py``) and held ba
 bytes, so that a small response leaves in a single ``transport.write``; a head with no length declared goes
 at once, since its body may be a long time coming (server-sent events). Large body pieces go out with
 ``writelines``, never copied to be framed, and pieces sent in one go are joined, up to ``COALESCE_MAX`` at a
-time and at the latest when the loop turns: one large write costs the kernel far less than many (scenario e:
-82 % of the server's CPU was the kernel's). A file goes out with sendfile(2) where nothing frames it.
+time and at the latest when the loop turns: one large write costs the kernel far less than many (see
+docs/performance.md). A file goes out with sendfile(2) where nothing frames it.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def retain_heap(mib: int) -> bool:
 def freeze_startup_objects() -> None:
     """Take what startup left alive out of the cyclic collector's generations. A full collection walks
     every tracked object: with a framework loaded that is tens of thousands, a pause of several
-    milliseconds for every request in flight (measured: 7-13 ms on the bench app, 0.2 ms frozen).
+    milliseconds for every request in flight (docs/performance.md, "Memory", has the figures).
     Garbage is collected first, so only live objects are frozen."""
     gc.collect()
     gc.freeze()

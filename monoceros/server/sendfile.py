@@ -1,11 +1,11 @@
 """Zero-copy file bodies: sendfile(2) straight onto the connection's socket, whatever the event loop.
 
-uvloop has no ``loop.sendfile`` (asyncio's falls back to reading and writing there), so a 200 MB Flask
-``send_file`` went out as 403 writes through Python. Here the file goes from the page cache to the socket in
-the kernel: the transport's own buffer is flushed first, so no byte overtakes another; then ``os.sendfile``
-runs on a duplicate of the socket's descriptor until the socket is full, and again each time the loop says it
-is writable. The duplicate keeps the transport's descriptor out of reach of a second watcher (asyncio and
-libuv each refuse two on one descriptor) and is closed at once when the client goes.
+uvloop has no ``loop.sendfile`` (asyncio's falls back to reading and writing there), so a Flask ``send_file`` went
+out as hundreds of writes through Python (docs/performance.md, "Files"). Here the file goes from the page cache to
+the socket in the kernel: the transport's own buffer is flushed first, so no byte overtakes another; then
+``os.sendfile`` runs on a duplicate of the socket's descriptor until the socket is full, and again each time the
+loop says it is writable. The duplicate keeps the transport's descriptor out of reach of a second watcher (asyncio
+and libuv each refuse two on one descriptor) and is closed at once when the client goes.
 
 Plain sockets only: over TLS the bytes must be encrypted in this process, and the caller reads the file in
 pieces instead. A disk read for pages not yet cached happens inside the call, on the loop thread, as with
