@@ -1,7 +1,7 @@
 """The settings registry: each setting is declared exactly once.
 
 A setting is a field of the frozen :class:`Config` dataclass, composed here from
-the server settings (server_settings.py) and the process settings
+the server settings (server_settings.py), the HTTP settings (http_settings.py) and the process settings
 (process_settings.py). Its type is the field's annotation; everything else (CLI
 flags, help text, section, validator, choices) rides in the field's metadata
 through :func:`~monoceros.config.fields.setting`. The CLI parser, the
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .fields import Setting, _octal_mode, setting
+from .http_settings import HTTPSettings
 from .process_settings import ProcessSettings
 from .server_settings import ServerSettings
 
@@ -25,7 +26,7 @@ __all__ = ["SETTINGS", "Config", "Setting", "_octal_mode", "registry", "setting"
 
 
 @dataclass(frozen=True)
-class Config(ProcessSettings, ServerSettings):
+class Config(ProcessSettings, HTTPSettings, ServerSettings):
     """Every setting, resolved and validated. Frozen; workers forked from the master share it.
 
     Beside the settings it records how they were resolved (``internal`` fields, not settings): which names a

@@ -1,22 +1,19 @@
-"""Settings of the HTTP server inside each worker: the app, listeners, TLS, HTTP, limits, proxies, logs.
+"""Settings of the server inside each worker: the app, its listeners, TLS, proxies and logs.
 
-Defaults for limits cite what nginx and gunicorn use, as h11 does.
+The HTTP conversation's own settings (headers, WebSocket, limits) are in http_settings.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fields import _header_lines, _networks, _non_negative, _octal_mode, _port, _positive, setting
+from .fields import _networks, _non_negative, _octal_mode, _port, _positive, setting
 
 # -- the settings ---------------------------------------------------------------------------------------------
 
 APP = "Application"
 LISTEN = "Listening"
 TLS = "TLS"
-HTTP = "HTTP"
-WS = "WebSocket"
-LIMITS = "Limits and deadlines"
 PROXY = "Proxies"
 LOG = "Logging"
 
@@ -224,181 +221,6 @@ class ServerSettings:
         flags=["--ssl-ciphers"],
         aliases=["ssl_ciphers"],
         help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's own).",
-    )
-
-    # HTTP -------------------------------------------------------------------------------------------------
-    loop: str = setting(
-        "auto",
-        section=HTTP,
-        flags=["--asgi-loop"],
-        choices=["auto", "asyncio", "uvloop"],
-        help="Event loop. 'auto' uses uvloop when it is installed.",
-    )
-    # gunicorn keeps idle connections 2 s, uvicorn 5 s, nginx 75 s. Behind a proxy, keep this longer
-    # than the proxy's own idle timeout so the server is never the one that races it.
-    keep_alive: float = setting(
-        5.0,
-        section=HTTP,
-        flags=["--timeout-keep-alive"],
-        aliases=["keepalive", "timeout_keep_alive", "keep_alive_timeout"],
-        validator=_non_negative,
-        metavar="SECONDS",
-        help="Close a keep-alive connection idle for this long. 0 disables keep-alive.",
-    )
-    server_header: bool = setting(True, section=HTTP, help="Send 'Server: monoceros' unless the app sets its own.")
-    date_header: bool = setting(True, section=HTTP, help="Send a 'Date' header unless the app sets its own.")
-    headers: list[str] = setting(
-        [],
-        section=HTTP,
-        flag="--header",
-        validator=_header_lines,
-        metavar="NAME:VALUE",
-        help="A header sent with every response; repeat for several. One the app sets itself replaces it, and "
-        "'server: NAME' replaces the default Server header.",
-    )
-    sendfile: bool = setting(
-        True,
-        section=HTTP,
-        help="Send files (wsgi.file_wrapper, ASGI http.response.pathsend) with sendfile(2) over plain TCP. "
-        "--no-sendfile reads them in pieces instead, as over TLS.",
-    )
-
-    # WebSocket --------------------------------------------------------------------------------------------
-    ws: str = setting(
-        "auto",
-        section=WS,
-        choices=["auto", "none"],
-        synonyms={"websockets": "auto", "websockets-sansio": "auto", "wsproto": "auto"},
-        help="WebSocket support. 'auto' serves WebSocket to ASGI apps (uvicorn's library names mean the same: "
-        "it is always websockets' sans-IO core); 'none' answers upgrade requests with 400 (as WSGI apps always do).",
-    )
-    # uvicorn's default; the websockets library's own is 1 MiB. Chat and dashboard payloads are far smaller,
-    # but file transfer over a WebSocket is common enough that 1 MiB surprises people.
-    ws_max_size: int = setting(
-        16777216,
-        section=WS,
-        flags=["--websocket-max-message-size"],
-        aliases=["websocket_max_message_size"],
-        validator=_positive,
-        metavar="BYTES",
-        help="Largest incoming message (after decompression). A bigger one closes the connection with 1009.",
-    )
-    # uvicorn's default. With --ws-max-size, it bounds what one connection can make the server hold.
-    ws_max_queue: int = setting(
-        32,
-        section=WS,
-        validator=_positive,
-        metavar="N",
-        help="Received messages held for an app that is not reading. Past it, the server stops reading the socket.",
-    )
-    # 20 s is below the 30-60 s idle timeouts of common proxies and NATs, so pings also keep paths open.
-    ws_ping_interval: float = setting(
-        20.0,
-        section=WS,
-        flags=["--ping-interval", "--websocket-ping-interval"],
-        aliases=["websocket_ping_interval", "ping_interval"],
-        validator=_non_negative,
-        metavar="SECONDS",
-        help="Send a ping this often. 0 disables pings.",
-    )
-    ws_ping_timeout: float = setting(
-        20.0,
-        section=WS,
-        flags=["--ping-timeout"],
-        aliases=["ping_timeout"],
-        validator=_positive,
-        metavar="SECONDS",
-        help="A ping unanswered for this long closes the connection with 1011.",
-    )
-    # The websockets library's default.
-    ws_close_timeout: float = setting(
-        10.0,
-        section=WS,
-        validator=_positive,
-        metavar="SECONDS",
-        help="After sending a close frame, how long to wait for the client's before dropping the connection.",
-    )
-    ws_per_message_deflate: bool = setting(
-        True,
-        section=WS,
-        help="Offer permessage-deflate compression (RFC 7692) to clients that ask for it.",
-    )
-
-    # Limits and deadlines ---------------------------------------------------------------------------------
-    # nginx reads the request line into one 8 KiB large_client_header_buffers buffer; gunicorn allows 4094.
-    limit_request_line: int = setting(
-        8190,
-        section=LIMITS,
-        validator=_positive,
-        metavar="BYTES",
-        help="Longest request line (method, target, version). Longer gets 414.",
-    )
-    # gunicorn's limit_request_field_size is 8190: one nginx 8 KiB buffer per header line.
-    limit_request_field_size: int = setting(
-        8190,
-        section=LIMITS,
-        flags=["--limit-request-field_size"],
-        validator=_positive,
-        metavar="BYTES",
-        help="Longest single header field (name and value). Longer gets 431.",
-    )
-    # gunicorn's limit_request_fields is 100; Apache's LimitRequestFields is 100 too.
-    limit_request_fields: int = setting(
-        100,
-        section=LIMITS,
-        validator=_positive,
-        metavar="N",
-        help="Most header fields in one request. More gets 431.",
-    )
-    # nginx: large_client_header_buffers 4 8k, so a request head tops out near 32 KiB; we allow double.
-    limit_request_headers_size: int = setting(
-        65536,
-        section=LIMITS,
-        flags=["--max-request-header-size"],
-        aliases=["max_request_header_size"],
-        validator=_positive,
-        metavar="BYTES",
-        help="Largest total size of all header fields in one request. More gets 431.",
-    )
-    # nginx's client_max_body_size is 1 MiB, sized for an edge proxy; an app server receiving uploads needs
-    # more. 100 MiB stops a runaway client without tripping ordinary uploads. 0 means no limit.
-    limit_request_body: int = setting(
-        104857600,
-        section=LIMITS,
-        flags=["--max-request-body-size"],
-        aliases=["max_request_body_size"],
-        validator=_non_negative,
-        metavar="BYTES",
-        help="Largest request body, for ASGI and WSGI alike; more gets 413. 0 means no limit.",
-    )
-    # nginx's client_header_timeout is 60 s; Apache's mod_reqtimeout allows 20 s for the head. We take
-    # Apache's, since a slowloris holds a whole connection slot for as long as this lasts.
-    header_timeout: float = setting(
-        20.0,
-        section=LIMITS,
-        validator=_positive,
-        metavar="SECONDS",
-        help="A client must send a whole request head within this time of starting it, or get 408.",
-    )
-    # gunicorn's worker_connections is 1000; nginx's worker_connections is 512.
-    limit_concurrency: int = setting(
-        1000,
-        section=LIMITS,
-        flags=["--worker-connections", "--connection-limit"],
-        aliases=["worker_connections", "connection_limit"],
-        validator=_positive,
-        metavar="N",
-        help="Most open connections per worker. Past it, new connections get 503 and are closed.",
-    )
-    # gunicorn's graceful_timeout is 30 s, as is Kubernetes' terminationGracePeriodSeconds.
-    graceful_timeout: float = setting(
-        30.0,
-        section=LIMITS,
-        flags=["--timeout-graceful-shutdown"],
-        aliases=["timeout_graceful_shutdown"],
-        validator=_non_negative,
-        metavar="SECONDS",
-        help="On SIGTERM or SIGINT, how long in-flight requests get to finish before connections are cut.",
     )
 
     # Proxies ----------------------------------------------------------------------------------------------
