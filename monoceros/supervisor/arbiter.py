@@ -2,48 +2,39 @@
 
 Theory of operation
 -------------------
-Signal handlers only queue the signal (and ``signal.set_wakeup_fd`` wakes the
-loop). The loop in :meth:`Arbiter.run` then, every tick: dispatches queued signals
-from :data:`SIGNAL_TABLE`, reaps children with ``waitpid(-1, WNOHANG)``, reads
-every worker's heartbeat slot, and brings the set of workers back to what it
+Signal handlers only queue the signal, and a pipe wakes the loop (signals.py). The loop in :meth:`Arbiter.run` then,
+every tick: dispatches queued signals from :data:`SIGNAL_TABLE` (their actions are operations.py's), reaps children
+with ``waitpid(-1, WNOHANG)``, reads every worker's heartbeat slot, and brings the set of workers back to what it
 should be.
 
-The one rule behind reloads, recycling and scaling: the master keeps ``num_workers``
-*active* workers (not retiring). A worker to be replaced is marked retiring, which
-makes the count short, so a replacement is forked at once; the retiring worker gets
-SIGTERM only once enough active workers are ready. So a HUP or a lifetime or memory
-recycle never leaves fewer ready workers than before, and a replacement that cannot
-boot leaves the old worker serving. A worker at its ``--max-requests`` is the one
-exception: it stops taking requests by itself, at once, so that the limit holds,
-and the master only learns of it from the board (RETIRING) and forks its replacement.
+The one rule behind reloads, recycling and scaling: the master keeps ``num_workers`` *active* workers (not
+retiring). A worker to be replaced is marked retiring, which makes the count short, so a replacement is forked at
+once; the retiring worker gets SIGTERM only once enough active workers are ready. So a HUP or a lifetime or memory
+recycle never leaves fewer ready workers than before, and a replacement that cannot boot leaves the old worker
+serving. A worker at its ``--max-requests`` is the one exception: it stops taking requests by itself, at once, so
+that the limit holds, and the master only learns of it from the board (RETIRING) and forks its replacement.
 
-Workers that keep dying before they are ready stop the master, as in gunicorn: at
-once for the two exit codes that say a restart cannot help (the app does not load,
-the worker cannot boot), and after ``BOOT_ATTEMPTS`` deaths in a row for any other
-cause (a crash, a signal), with ``exitcodes.BOOT_CRASH_LOOP``.
+Workers that keep dying before they are ready stop the master, as in gunicorn: at once for the two exit codes that
+say a restart cannot help (the app does not load, the worker cannot boot), and after ``BOOT_ATTEMPTS`` deaths in a
+row for any other cause (a crash, a signal), with ``exitcodes.BOOT_CRASH_LOOP``.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import gc
 import logging
 import os
-import select
 import signal
 import socket
-import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from .. import exitcodes
 from ..config import Config
-from ..errors import AppLoadError, ConfigError, HookError
+from ..errors import HookError
 from ..hooks import run_hook, run_hook_logged
-from ..logs import configure_logging, give_log_files_to, reopen_log_files
+from ..logs import give_log_files_to
 from ..server.app_loader import LoadedApp, load_app
 from ..server.listeners import bind_all, inherited_sockets
 from ..server.memory import freeze_startup_objects
@@ -51,8 +42,10 @@ from .board import RESTART, RETIRING, Board
 from .child import Launch, ServerView, run_worker
 from .health import WorkerInfo, became_ready, describe_exit, escalation, heartbeat_overdue, recycle_reason
 from .modules import ModuleSnapshot
+from .operations import Operations
 from .pidfile import Pidfile
-from .process import apply_environment, daemonize, resolve_user, set_title
+from .process import daemonize, resolve_user, set_title
+from .signals import FILES_CHANGED, SignalQueue
 from .systemd import Notifier
 
 log = logging.getLogger("monoceros.error")
@@ -61,13 +54,8 @@ TICK = 0.1  # seconds between checks when no signal wakes the loop
 MAX_BACKOFF = 10.0  # longest wait before forking again after workers died while booting
 BOOT_ATTEMPTS = 5  # deaths in a row, before any worker was ready, that stop the master (about 3 s of backoff)
 
-SIGNALS = (
-    signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN, signal.SIGTTOU,
-    signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCHLD,
-)  # fmt: skip
 
-
-class Arbiter:
+class Arbiter(Operations):
     """The supervisor. ``run()`` returns the exit code. Hooks get it as ``server``: it has the ``log``,
     ``pid``, ``cfg``, ``num_workers`` and ``WORKERS`` that gunicorn's hooks use."""
 
@@ -88,8 +76,7 @@ class Arbiter:
         self.exit_code = exitcodes.OK
         self._app: LoadedApp | None = None
         self._ages = 0
-        self._signals: deque[int] = deque()
-        self._wake_r = self._wake_w = -1
+        self._signals = SignalQueue()
         self._stopping_since: float | None = None
         self._announced = False
         self._reload_started: float | None = None
@@ -144,12 +131,7 @@ class Arbiter:
         self.sockets = inherited_sockets() or self._bind()
         if config.preload:
             self._app = self._load_app(config)
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w):
-            os.set_blocking(fd, False)
-        signal.set_wakeup_fd(self._wake_w)
-        for sig in SIGNALS:
-            signal.signal(sig, self._queue_signal)
+        self._signals.install()
         if config.reload:
             from .reloader import Reloader
 
@@ -184,20 +166,17 @@ class Arbiter:
         run_hook_logged(self.config, "on_exit", self)
         if self._pidfile is not None:
             self._pidfile.unlink(self.pid)
-        signal.set_wakeup_fd(-1)
+        self._signals.uninstall()
         log.info("Master %d: exiting (code %d)", self.pid, self.exit_code)
 
     # -- the loop ------------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        pending = self._signals.pending
         while True:
-            try:
-                select.select([self._wake_r], [], [], TICK)
-            except InterruptedError:
-                pass
-            self._drain_wakeups()
-            while self._signals:
-                sig = self._signals.popleft()
+            self._signals.wait(TICK)
+            while pending:
+                sig = pending.popleft()
                 handler = SIGNAL_TABLE.get(sig)
                 if handler is not None:
                     handler(self)
@@ -210,23 +189,6 @@ class Arbiter:
                 continue
             self._check(now)
             self._maintain(now)
-
-    def _queue_signal(self, signum: int, frame: Any) -> None:
-        self._signals.append(signum)
-
-    def _drain_wakeups(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _wake(self) -> None:
-        """Wake the loop from another thread (the reloader)."""
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass
 
     # -- workers -------------------------------------------------------------------------------------------
 
@@ -242,8 +204,7 @@ class Arbiter:
             return
         app = self._app if self._app is not None else self.app_arg
         server = ServerView(self.pid, self.config, self.num_workers, dict(self.workers))
-        wake = (self._wake_r, self._wake_w)
-        launch = Launch(self.config, self.sockets, self.board, self.uid, self.gid, self.pid, server, wake)
+        launch = Launch(self.config, self.sockets, self.board, self.uid, self.gid, self.pid, server, self._signals.fds)
         pid = os.fork()
         if pid == 0:
             run_worker(launch, info, app)  # never returns
@@ -421,130 +382,6 @@ class Arbiter:
         except ProcessLookupError:
             pass
 
-    # -- actions (the signal table's targets) --------------------------------------------------------------
-
-    def stop(self, graceful: bool = True) -> None:
-        """Stop every worker, gracefully or at once; the master exits when every worker has."""
-        first = self._stopping_since is None
-        if first:
-            self._stopping_since = time.monotonic()
-            self._notifier.stopping()
-            for sock in self.sockets:
-                sock.close()  # the workers' copies go with them; then new connections are refused
-            self.sockets = []
-        log.info("Stopping %s", "gracefully" if graceful else "now")
-        sig = signal.SIGTERM if graceful else signal.SIGQUIT
-        now = time.monotonic()
-        for info in self.workers.values():
-            if info.stop_sent is None or not graceful:
-                info.stop_sent = info.stop_sent or now
-                self._signal(info, sig)
-
-    def stop_signal(self, sig: signal.Signals) -> None:
-        """TERM and INT: a graceful stop, and the second one stops at once (Ctrl+C twice), as one process
-        does. QUIT: at once."""
-        graceful = sig != signal.SIGQUIT and self._stopping_since is None
-        log.info("Received %s", sig.name)
-        self.stop(graceful=graceful)
-
-    def reload(self, reason: str = "SIGHUP") -> None:
-        """Zero-downtime reload: re-read the config, start a new generation, retire the old once it is up."""
-        log.info("Reloading (%s)", reason)
-        self._notifier.reloading()
-        config = self.config
-        if self.reload_config is not None:
-            try:
-                config = self.reload_config()
-            except ConfigError as exc:
-                log.error("Reload aborted: %s", exc)
-                return
-            configure_logging(config)
-            give_log_files_to(self.uid, self.gid)
-            try:
-                apply_environment(config)
-            except ConfigError as exc:
-                log.error("Reload aborted: %s", exc)
-                return
-        run_hook_logged(config, "on_reload", self)
-        if config.preload:
-            self._modules.forget_new()
-            try:
-                self._app = self._load_app(config)
-            except AppLoadError as exc:
-                log.error("Reload aborted: the app does not load: %s", exc, exc_info=exc.__cause__)
-                return
-        self.config = config
-        if config.workers != self.num_workers:
-            self._set_workers(config.workers)
-        self._paused = False
-        self._next_spawn = 0.0
-        self.generation += 1
-        self._reload_started = time.monotonic()
-
-    def _on_files_changed(self, changes: list[str]) -> None:
-        """From the reloader thread: queue a reload and wake the loop."""
-        shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
-        self._changed = shown
-        self._signals.append(-1)
-        self._wake()
-
-    def _dev_reload(self) -> None:
-        self.reload(f"changed: {self._changed}")
-
-    def scale(self, delta: int) -> None:
-        self._set_workers(max(1 if delta < 0 else 0, self.num_workers + delta))
-        log.info("Scaling to %d worker(s)", self.num_workers)
-
-    def _set_workers(self, count: int) -> None:
-        old, self.num_workers = self.num_workers, count
-        if count != old:
-            run_hook_logged(self.config, "nworkers_changed", self, count, old)
-
-    def reopen_logs(self) -> None:
-        reopen_log_files()
-        for info in self.workers.values():
-            self._signal(info, signal.SIGUSR1)
-
-    def reexec(self) -> None:
-        """USR2: start a new master from the installed code, handing it the listeners (LISTEN_FDS).
-        This master keeps running (renaming its pid file to .oldbin) until the operator stops it."""
-        if self._reexec_pid:
-            log.warning("A re-executed master (pid %d) is already running", self._reexec_pid)
-            return
-        if self._pidfile is not None:
-            self._pidfile.rename(self._pidfile.path + ".oldbin")
-        fds = [sock.fileno() for sock in self.sockets]
-        pid = os.fork()
-        if pid == 0:
-            run_hook_logged(self.config, "pre_exec", self)
-            _exec_new_master(fds, self._start_cwd)
-        self._reexec_pid = pid
-        log.info("Re-executing: new master pid %d inherits %d listener(s)", pid, len(fds))
-
-    def winch(self) -> None:
-        if self.config.daemon:
-            log.info("SIGWINCH: stopping the workers gracefully")
-            self.num_workers = 0
-        # In a terminal, WINCH only means the window was resized.
-
-
-def _exec_new_master(fds: list[int], cwd: str) -> None:
-    """In the forked child: put the listeners at fd 3.. and exec a fresh monoceros with the same argv."""
-    try:
-        signal.set_wakeup_fd(-1)
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in fds]
-        for index, fd in enumerate(high):
-            os.dup2(fd, 3 + index, inheritable=True)
-            os.close(fd)
-        env = dict(os.environ)
-        env.update(LISTEN_FDS=str(len(fds)), LISTEN_PID=str(os.getpid()))
-        os.chdir(cwd)
-        os.execve(sys.executable, [sys.executable, "-m", "monoceros", *sys.argv[1:]], env)
-    except OSError as exc:
-        os.write(2, f"monoceros: re-exec failed: {os.strerror(exc.errno or errno.EIO)}\n".encode())
-    finally:
-        os._exit(exitcodes.BOOT_ERROR)
-
 
 SIGNAL_TABLE: dict[int, Callable[[Arbiter], None]] = {
     signal.SIGHUP: lambda a: a.reload(),
@@ -557,5 +394,5 @@ SIGNAL_TABLE: dict[int, Callable[[Arbiter], None]] = {
     signal.SIGUSR2: Arbiter.reexec,
     signal.SIGWINCH: Arbiter.winch,
     signal.SIGCHLD: lambda a: None,  # reaping happens on every tick
-    -1: Arbiter._dev_reload,  # queued by the file watcher, not a real signal
+    FILES_CHANGED: Arbiter._dev_reload,
 }
