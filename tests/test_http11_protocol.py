@@ -18,7 +18,7 @@ from monoceros.config import Config
 from monoceros.protocols.events import Body, EndBody, ProtocolError, Request
 from monoceros.protocols.headers import check_header
 from monoceros.protocols.http11 import HTTP11Connection as _Connection
-from monoceros.protocols.http11 import HTTP11Request, status_line
+from monoceros.protocols.http11 import HTTP11Request, State, status_line
 from monoceros.protocols.http11 import Limits as _Limits
 
 _DEFAULTS = Config()
@@ -295,7 +295,7 @@ def test_response_with_content_length() -> None:
     assert head == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nserver: monoceros\r\n\r\n"
     assert conn.response_body(b"hel") + conn.response_body(b"lo") == b"hello"
     assert conn.response_end() == b""
-    assert conn.keep_alive
+    assert conn.response_state is State.DONE
 
 
 def test_response_without_length_is_chunked_on_11_and_closes_on_10() -> None:
@@ -308,14 +308,16 @@ def test_response_without_length_is_chunked_on_11_and_closes_on_10() -> None:
     head = conn.response_head(req, 200, [])
     assert b"transfer-encoding" not in head and b"connection: close\r\n" in head
     assert conn.response_body(b"abc") == b"abc"
-    assert not conn.keep_alive
+    assert conn.response_end() == b""  # the close ends the body
+    assert conn.response_state is State.MUST_CLOSE
 
 
 def test_http10_keep_alive_is_echoed() -> None:
     conn, req = request(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     head = conn.response_head(req, 200, [(b"content-length", b"0")])
     assert b"connection: keep-alive\r\n" in head
-    assert conn.keep_alive
+    conn.response_end()
+    assert conn.response_state is State.DONE
 
 
 def test_head_and_bodiless_statuses_send_no_body() -> None:
@@ -340,7 +342,7 @@ def test_response_framing_errors() -> None:
     conn.response_head(req, 200, [(b"content-length", b"10")])
     conn.response_body(b"abc")
     conn.response_end()
-    assert not conn.keep_alive  # the client still waits for 7 bytes: only closing ends it
+    assert conn.response_state is State.MUST_CLOSE  # the client still waits for 7 bytes: only closing ends it
     for name, value in [(b"x\r\ny", b"v"), (b"x", b"a\r\nb"), (b"", b"v"), (b"a b", b"v"), (b"x", b"\x00")]:
         with pytest.raises(ValueError):
             check_header(name, value)
@@ -356,7 +358,8 @@ def test_connection_close_from_app_and_server_header_override() -> None:
     )
     assert head.count(b"connection") == 1 and b"connection: close" in head
     assert b"Server: mine" in head and b"monoceros" not in head and b"date: x" in head
-    assert not conn.keep_alive
+    conn.response_end()
+    assert conn.response_state is State.MUST_CLOSE
 
 
 def test_status_lines() -> None:

@@ -31,6 +31,10 @@ def check_header(name: bytes, value: bytes) -> None:
             raise ValueError(f"invalid response header value {value!r} for {name!r}")
 
 
+# The __slots__ of a base class whose fields its one subclass declares (two bases with fields of their own
+# could not be combined). Named, not a literal, so that mypy does not take the base for the whole layout.
+NO_SLOTS: tuple[str, ...] = ()
+
 K = TypeVar("K")
 V = TypeVar("V")
 

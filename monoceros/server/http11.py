@@ -2,12 +2,15 @@
 
 Theory of operation
 -------------------
-Bytes from the socket go to :class:`~monoceros.protocols.http11.HTTP11Connection`;
-the events it produces wait in ``_pending`` and :meth:`_dispatch` hands them out in
-order. A ``Request`` starts a :class:`~monoceros.server.stream.Stream` (writing through this connection's
-:class:`~monoceros.server.http11_output.HTTP11Output`) and the app's handler task;
-``Body`` and ``EndBody`` feed that stream. A pipelined ``Request`` waits until the
-exchange before it has finished its response (RFC 9112 §9.3.2: answers in order).
+What HTTP/1.1 says (framing, 100-continue, whether the connection persists, error responses) is the
+protocol's: :class:`~monoceros.protocols.http11.HTTP11Connection`. This driver feeds it, keeps the flow
+and the deadlines, and starts tasks. Bytes from the socket go to the protocol; the events it produces wait
+in ``_pending`` and :meth:`_dispatch` hands them out in order. A ``Request`` starts a
+:class:`~monoceros.server.stream.Stream` (writing through this connection's
+:class:`~monoceros.server.http11_output.HTTP11Output`) and the app's handler task; ``Body`` and ``EndBody``
+feed that stream. A pipelined ``Request`` waits until the exchange before it has finished its response
+(RFC 9112 §9.3.2: answers in order); then the protocol's ``response_state`` says whether the connection
+carries it (DONE) or closes (MUST_CLOSE).
 
 Flow control both ways:
 - reading pauses while an exchange holds more than ``READ_HIGH_WATER`` bytes of
@@ -29,7 +32,7 @@ from collections import deque
 from typing import Any
 
 from ..protocols.events import Body, EndBody, Event, ProtocolError
-from ..protocols.http11 import HTTP11Connection, HTTP11Request, status_line
+from ..protocols.http11 import DONE, RECEIVING_HEAD, HTTP11Connection, HTTP11Request
 from .handover import Handover, hand_over
 from .http11_output import HTTP11Output
 from .state import ServerState
@@ -85,7 +88,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         self.state = state
         self.loop = state.loop
         self.scheme = scheme
-        self.h11 = HTTP11Connection(state.limits, state.default_names)
+        self.h11 = HTTP11Connection(state.limits, state.default_names, state.keep_alive > 0)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
@@ -144,7 +147,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
             # The common case, a whole bodiless request in one read: no queue needed.
             request = events[0]
             events.clear()
-            self._start(request).feed_end()  # type: ignore[arg-type]
+            self._start(request, True)  # type: ignore[arg-type]
             if self._error is not None:
                 self._dispatch()
             return
@@ -154,7 +157,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         self._dispatch()
         if h11.upgrade_request is not None and self.exchange is not None:
             self._pause_reading()  # a WebSocket handshake waits behind a pipelined request: hold its bytes
-        if self._deadline_kind == _KEEPALIVE and self.exchange is None and h11.request_in_progress:
+        if self._deadline_kind == _KEEPALIVE and self.exchange is None and h11.request_state is RECEIVING_HEAD:
             # A request head has begun but not ended: from now on it has header_timeout to arrive.
             self._set_deadline(_HEADER, self.state.header_timeout)
 
@@ -234,14 +237,15 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
                 self._send_error(error.status, str(error))
         # else: the exchange in progress is sound; _next comes back here once it has answered
 
-    def _start(self, request: HTTP11Request) -> Stream:
+    def _start(self, request: HTTP11Request, whole: bool = False) -> Stream:
+        """Start the stream and the app's task for ``request``; ``whole``: its (empty) body is complete."""
         self._deadline_kind = _NONE
         state = self.state
         state.requests_served += 1
         if state.requests_served == state.request_limit:
             state.limit_reached()  # the worker's last request: it stops taking more before this one runs
         exchange = Stream(
-            self, self.loop, request, self.client, self.server, self.scheme, self.extensions, state.access_log
+            self, self.loop, request, self.client, self.server, self.scheme, self.extensions, state.access_log, whole
         )
         proxy = state.proxy
         if proxy is not None:
@@ -278,28 +282,25 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
 
     def done(self, exchange: Stream) -> None:
         """The stream's response is complete (its last byte is written): take the next request, or close."""
-        if not exchange.body_done:
-            if exchange.continue_pending:
-                # We never sent 100 Continue, so the client holds its body back: close instead.
-                self.h11.keep_alive = False
-            else:
-                return  # the body is still arriving: drain it (feed_end calls _next)
+        if not exchange.body_done and self.h11.response_state is DONE:
+            return  # the body is still arriving: drain it (feed_end calls _next)
         self._next()
 
     def _next(self) -> None:
         """The current exchange is over both ways: close, or take the next request."""
         self.exchange = None
-        if not self.h11.keep_alive or self.state.shutting_down or self.state.keep_alive <= 0:
-            self._close()
+        if self.h11.response_state is not DONE or self.state.shutting_down:
+            self._close()  # the response ended the connection, or the worker takes no more requests
             return
         if self.peer_eof and not self._pending:
             self._close()
             return
         if self._read_paused:
             self._resume_reading()
-        self._dispatch()
+        if self._pending or self._error is not None:
+            self._dispatch()
         if self.exchange is None and not self._closing:
-            if self.h11.request_in_progress:
+            if self.h11.request_state is RECEIVING_HEAD:
                 self._set_deadline(_HEADER, self.state.header_timeout)
             else:
                 self._set_deadline(_KEEPALIVE, self.state.keep_alive)
@@ -370,15 +371,11 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
     def _send_error(self, status: int, detail: str) -> None:
         """Answer with a final error and close, draining what the client still sends (a lingering close),
         so that the client reads our answer instead of a connection reset."""
-        body = (detail or status_line(status)[13:-2].decode()).encode("latin-1", "replace") + b"\n"
-        head = status_line(status) + (
-            b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n%b\r\n"
-            % (len(body), self.state.default_headers)
-        )
+        data = self.h11.error_response(status, detail, self.state.default_headers)
         self._closing = True
         self._pending.clear()
         transport = self.transport
-        transport.write(head + body)
+        transport.write(data)
         if self.state.access_log is not None:
             self.state.access_log.log(
                 client=self.client,
@@ -386,7 +383,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
                 target="-",
                 http_version="1.1",
                 status=status,
-                response_bytes=len(body),
+                response_bytes=len(data) - data.index(b"\r\n\r\n") - 4,
                 duration_s=0.0,
                 request_headers=(),
                 response_headers=(),

@@ -50,14 +50,11 @@ class HTTP11Output(FlowControl):
         self._flush_scheduled = False
 
     def send_head(self, stream: Stream, status: int, headers: list[tuple[bytes, bytes]], close: bool) -> None:
-        state = self.state
         h11 = self.h11
-        # A final answer before any 100 Continue: the client holds its body back, so the connection closes
-        # after this response (see HTTP11Transport.done). RFC 9110 §10.1.1: say so in the head.
-        holding_back = stream.continue_pending and not stream.body_done
+        if self.state.shutting_down:
+            h11.close_after_response()  # the worker is stopping: this response is the connection's last
         request: HTTP11Request = stream.request  # type: ignore[assignment]  # this connection's own
-        keep_alive = not (close or holding_back or state.shutting_down)
-        head = h11.response_head(request, status, headers, state.default_headers, keep_alive=keep_alive)
+        head = h11.response_head(request, status, headers, self.state.default_headers, close=close)
         if status < 200:
             if not stream.gone:  # an informational response (103 Early Hints) goes out at once
                 self.transport.write(head)
@@ -145,7 +142,9 @@ class HTTP11Output(FlowControl):
         await self.drain()
 
     def send_continue(self, stream: Stream) -> None:
-        self.transport.write(self.h11.continue_response())
+        interim = self.h11.continue_response(stream.request)  # type: ignore[arg-type]  # this connection's own
+        if interim:
+            self.transport.write(interim)
 
     def body_allowed(self, stream: Stream) -> bool:
         return self.h11.response_has_body

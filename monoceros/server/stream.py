@@ -120,7 +120,9 @@ class Stream:
         scheme: str,
         extensions: dict[str, Any],
         access_log: AccessLogger | None,
+        body_done: bool = False,
     ) -> None:
+        """``body_done``: the request's body (empty) is already complete, as a bodiless request read whole."""
         self.output = output
         self.loop = loop
         self.request = request
@@ -132,7 +134,7 @@ class Stream:
         self.start = time.perf_counter() if access_log is not None else 0.0
         self._body: list[bytes] = []
         self._body_size = 0
-        self.body_done = False
+        self.body_done = body_done
         self.gone = False  # the client left, or the request broke the protocol mid-body
         self.half_closed = False
         self._waiter: asyncio.Future[None] | None = None
@@ -205,8 +207,7 @@ class Stream:
                 raise ClientDisconnected("client disconnected before sending the whole body")
             if self.continue_pending:
                 self.continue_pending = False
-                if not self.response_started:
-                    self.output.send_continue(self)
+                self.output.send_continue(self)
             waiter = self._waiter = self.loop.create_future()
             await waiter
 

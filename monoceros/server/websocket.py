@@ -231,7 +231,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
             self._denied = True
             self._deny_status = status
             self._deny_bytes = 0
-            parts.append(h11.response_head(self.request, status, headers, self.state.default_headers, keep_alive=False))
+            parts.append(h11.response_head(self.request, status, headers, self.state.default_headers, close=True))
         elif not self._denied:
             raise RuntimeError("the denial response has not started")
         parts.append(h11.response_body(body))
