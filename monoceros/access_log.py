@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -112,6 +113,22 @@ class AccessLogger:
             loop.call_soon(self.flush)
         elif len(lines) >= _BATCH_MAX:
             self.flush()
+
+    def log_refusal(self, client: tuple[str, int] | None, status: int, response_bytes: int) -> None:
+        """The line for an answer the server gave with no request to show (a malformed head, the connection
+        limit, a head that never came): its method and target are "-"."""
+        self.log(
+            client=client,
+            method="-",
+            target="-",
+            http_version="1.1",
+            status=status,
+            response_bytes=response_bytes,
+            duration_s=0.0,
+            request_headers=(),
+            response_headers=(),
+            request_time=time.time(),
+        )
 
     def _direct(self) -> bool:
         """True while a line would reach our own handler and nothing else, as it is."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from asyncio import Task
 from collections import deque
 from typing import Any
@@ -37,6 +36,7 @@ from .handover import Handover, hand_over
 from .http11_output import HTTP11Output
 from .state import ServerState
 from .stream import Stream
+from .tls_info import tls_extension
 
 log = logging.getLogger("monoceros.error")
 
@@ -119,7 +119,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         elif isinstance(sock, str) and sock:
             self.server = (sock, None)
         if self.scheme == "https":
-            self.extensions["tls"] = _tls_extension(self.transport)
+            self.extensions["tls"] = tls_extension(self.transport)
         if len(state.connections) > state.limit_concurrency:
             # Past the per-worker connection limit: a quick, explicit 503 beats a silent queue.
             self._send_error(503, "the server is at its connection limit")
@@ -377,18 +377,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         transport = self.transport
         transport.write(data)
         if self.state.access_log is not None:
-            self.state.access_log.log(
-                client=self.client,
-                method="-",
-                target="-",
-                http_version="1.1",
-                status=status,
-                response_bytes=len(data) - data.index(b"\r\n\r\n") - 4,
-                duration_s=0.0,
-                request_headers=(),
-                response_headers=(),
-                request_time=time.time(),
-            )
+            self.state.access_log.log_refusal(self.client, status, len(data) - data.index(b"\r\n\r\n") - 4)
         if self.peer_eof:
             transport.close()
         elif transport.can_write_eof():
@@ -405,33 +394,3 @@ def _detached(error: ProtocolError) -> ProtocolError:
     error.__context__ = None
     error.__cause__ = None
     return error
-
-
-def _tls_extension(transport: asyncio.Transport) -> dict[str, Any]:
-    """The ASGI TLS extension: what the handshake established."""
-    ssl_object = transport.get_extra_info("ssl_object")
-    peercert = transport.get_extra_info("peercert")
-    version = ssl_object.version() if ssl_object is not None else None
-    cipher = ssl_object.cipher() if ssl_object is not None else None
-    chain: list[str] = []
-    if ssl_object is not None:
-        der = ssl_object.getpeercert(binary_form=True)
-        if der:
-            import ssl
-
-            chain.append(ssl.DER_cert_to_PEM_cert(der))
-    subject = ""
-    if peercert:
-        subject = ",".join("=".join(pair) for rdn in peercert.get("subject", ()) for pair in rdn)
-    return {
-        "server_cert": None,
-        "client_cert_chain": chain,
-        "client_cert_name": subject or None,
-        "client_cert_error": None,
-        "tls_version": _TLS_VERSIONS.get(version or ""),
-        "cipher_suite": None,
-        "cipher_name": cipher[0] if cipher else None,
-    }
-
-
-_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
