@@ -10,17 +10,12 @@ All methods must be called on the event loop thread.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from ..protocols.events import Request
+from ..protocols.websocket import Closed
 
-
-class Closed(NamedTuple):
-    """The WebSocket is over: the close code and reason the peer sent (1005 without a code, 1006 when the
-    connection dropped without a close frame), or those we sent when we failed the connection."""
-
-    code: int
-    reason: str
+__all__ = ["Closed", "WebSocketChannel"]
 
 
 class WebSocketChannel(Protocol):
@@ -35,7 +30,10 @@ class WebSocketChannel(Protocol):
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
     extensions: dict[str, Any]
-    subprotocols: list[str]  # offered by the client, in its order
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """Offered by the client, in its order."""
 
     @property
     def accepted(self) -> bool:

@@ -3,11 +3,12 @@
 Theory of operation
 -------------------
 When the HTTP/1.1 parser stops at a WebSocket upgrade request, its driver hands the
-connection over (server/handover.py) to a :class:`WebSocketConnection`. The
-request httptools parsed is given to websockets' sans-IO ``ServerProtocol`` as a
-``websockets.http11.Request`` object, never re-serialised: ``accept`` checks the
-handshake and negotiates permessage-deflate. A bad handshake is refused (400, 426...)
-without calling the app. Otherwise the app's handler starts with this object as its
+connection over (server/handover.py) to a :class:`WebSocketConnection`. What RFC 6455
+says is the sans-IO :class:`~monoceros.protocols.websocket.WebSocketProtocol`'s: it
+checks the handshake on the request httptools parsed (never re-serialised), assembles
+messages and says how the WebSocket ended. This class does the IO, the flow and the
+timers. A bad handshake is refused (400, 426...) without calling the app. Otherwise
+the app's handler starts with this object as its
 :class:`~monoceros.adapters.websocket_channel.WebSocketChannel`.
 
 The app decides: ``accept`` sends the 101 (with its subprotocol and headers), and
@@ -28,27 +29,12 @@ latest ``ws_close_timeout`` after our close frame.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
-import os
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from websockets.datastructures import Headers
-from websockets.extensions.base import ServerExtensionFactory
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Frame, Opcode
-from websockets.headers import parse_subprotocol
-from websockets.http11 import Request as HandshakeRequest
-from websockets.http11 import Response
-from websockets.protocol import OPEN
-from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
-
-from ..adapters.websocket_channel import Closed
 from ..errors import ClientDisconnected
-from ..protocols.headers import check_header
+from ..protocols.websocket import ABNORMAL, SERVICE_RESTART, Closed, WebSocketProtocol
 from .flow import FlowControl
 
 if TYPE_CHECKING:
@@ -62,30 +48,6 @@ _protocol_log.setLevel(logging.WARNING)
 
 COALESCE_FRAMES = 64  # most outgoing frames held back to leave in one write (see send)
 EARLY_LIMIT = 65536  # bytes a client may send before the handshake completes before reading pauses
-GOING_AWAY, SERVICE_RESTART = 1001, 1012
-_ABNORMAL = Closed(1006, "")
-_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
-_utf8_decoder = codecs.getincrementaldecoder("utf-8")
-
-
-def deflate_factory() -> ServerExtensionFactory:
-    """permessage-deflate with bounded memory: 4 KiB windows and memLevel 5 make a compressor about 1/10 of
-    zlib's default size, which matters with thousands of idle connections (websockets' own defaults)."""
-    return ServerPerMessageDeflateFactory(
-        server_max_window_bits=12,
-        client_max_window_bits=12,
-        compress_settings={"memLevel": 5},
-    )
-
-
-class _ServerProtocol(ServerProtocol):
-    def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
-            # RFC 6455 §5.4 lets control frames come between the fragments of a message, and a close there
-            # ends the connection and the unfinished message with it: a normal close (Autobahn 7.1.5), where
-            # websockets would fail the connection with 1002.
-            self.current_size = None
-        super().recv_frame(frame)
 
 
 class WebSocketConnection(FlowControl, asyncio.Protocol):
@@ -109,24 +71,18 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         self.extensions: dict[str, Any] = {"websocket.http.response": {}}
         if "tls" in http.extensions:
             self.extensions["tls"] = http.extensions["tls"]
-        self.subprotocols: list[str] = []
         super().__init__()
         self.lost = False
         self._read_paused = http.read_paused
         self.write_paused = http.write_paused
         self._early = bytearray(tail)
-        self._messages: deque[str | bytes] = deque()
         self._max_queue = config.ws_max_queue
         self._receiver: asyncio.Future[None] | None = None
         self._closed: Closed | None = None
-        self._parts: list[Any] = []
-        self._decoder: codecs.IncrementalDecoder | None = None
-        self._fragmented_text = False
         self._ping_interval = config.ws_ping_interval
         self._ping_timeout = config.ws_ping_timeout
         self._close_timeout = config.ws_close_timeout
         self._ping_timer: asyncio.TimerHandle | None = None
-        self._ping_payload = b""
         self._close_timer: asyncio.TimerHandle | None = None
         self._flush_soon = False
         self._task: asyncio.Task[None] | None = None
@@ -134,38 +90,37 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         self._denied = False
         self._deny_status = 0
         self._deny_bytes = 0
-        self._response: Response | None = None
         self._started = time.time()
         self._clock = time.perf_counter()
-        extensions = [deflate_factory()] if config.ws_per_message_deflate else None
-        self.ws = _ServerProtocol(extensions=extensions, max_size=config.ws_max_size, logger=_protocol_log)
+        self.ws = WebSocketProtocol(
+            config.ws_max_size,
+            config.ws_per_message_deflate,
+            _protocol_log,
+            date_header=config.date_header,
+            server_header=config.server_header,
+        )
+        self._messages = self.ws.messages
 
     # -- the opening handshake ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Check the handshake; refuse a bad one, or start the app's handler."""
         self.state.connections.add(self)
-        request = self.request
-        headers = Headers([(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers])
-        handshake = HandshakeRequest(
-            request.target.decode("latin-1"),
-            headers,
-            method=request.method,
-            protocol=f"HTTP/{request.http_version}",
-        )
-        response = self.ws.accept(handshake)
-        if response.status_code != 101:
+        refusal = self.ws.handshake(self.request)
+        if refusal is not None:
             self._denied = True
-            self._write_handshake_response(response)
-            self._log_access(response.status_code, len(response.body))
+            if not self.lost:
+                self.transport.write(refusal.data)
+            self._log_access(refusal.status, refusal.body_size)
             self._drop()
             return
-        self._response = response
-        # accept() has already parsed these (a malformed header was refused above); in the client's order
-        self.subprotocols = [p for value in headers.get_all("Sec-WebSocket-Protocol") for p in parse_subprotocol(value)]
         handler = self.state.ws_handler
         assert handler is not None
         self._task = self.loop.create_task(handler(self))
+
+    @property
+    def subprotocols(self) -> list[str]:
+        return self.ws.subprotocols
 
     @property
     def accepted(self) -> bool:
@@ -180,24 +135,10 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
             raise RuntimeError("the handshake is already answered")
         if self.lost:
             raise ClientDisconnected("client disconnected")
-        response = self._response
-        assert response is not None
-        if subprotocol is not None:
-            if subprotocol not in self.subprotocols:
-                raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client {self.subprotocols}")
-            response.headers["Sec-WebSocket-Protocol"] = subprotocol
-            self.ws.subprotocol = Subprotocol(subprotocol)
-        for name, value in headers:
-            check_header(name, value)
-            response.headers[name.decode("latin-1")] = value.decode("latin-1")
+        data = self.ws.accept(subprotocol, headers)
         self._accepted = True
-        self._write_handshake_response(response)
-        ws = self.ws
-        ws.state = OPEN
-        # The handshake request did not come through the protocol's own parser, which is still waiting for
-        # one: start a fresh parser, which in the OPEN state reads frames.
-        ws.parser = ws.parse()
-        next(ws.parser)
+        if not self.lost:
+            self.transport.write(data)
         self._log_access(101, 0)
         if self._ping_interval > 0:
             self._ping_timer = self.loop.call_later(self._ping_interval, self._ping)
@@ -208,15 +149,6 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
             self._resume_reading()
         if self.state.shutting_down:
             self.shutdown()  # accepted during a graceful stop: say goodbye at once
-
-    def _write_handshake_response(self, response: Response) -> None:
-        headers = response.headers
-        if not self.state.config.date_header:
-            del headers["Date"]
-        if self.state.config.server_header and "Server" not in headers:
-            headers["Server"] = "monoceros"
-        if not self.lost:
-            self.transport.write(response.serialize())
 
     async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more: bool) -> None:
         if self._accepted:
@@ -259,55 +191,17 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
 
     def _feed(self, data: bytes) -> None:
         ws = self.ws
-        ws.receive_data(data)
-        for frame in cast("list[Frame]", ws.events_received()):  # in the OPEN state, frames only
-            opcode = frame.opcode
-            if opcode is _TEXT or opcode is _BINARY or opcode is _CONT:
-                self._on_data(frame)
-            elif opcode is _PONG and self._ping_payload and frame.data == self._ping_payload:
-                self._on_pong()
+        if ws.receive_data(data):
+            self._on_pong()
+        if self._messages:
+            if len(self._messages) >= self._max_queue:
+                self._pause_reading()  # the app is not keeping up: let TCP push back on the client
+            self._wake_receiver()
         self._flush()
         if self._closed is None:
-            closed = self._protocol_closed()
+            closed = ws.closed
             if closed is not None:
                 self._set_closed(closed)
-
-    def _on_data(self, frame: Frame) -> None:
-        if self.ws.state is not OPEN:
-            return  # the connection failed earlier in this batch
-        opcode = frame.opcode
-        if frame.fin and opcode is not _CONT:  # a whole message in one frame: the common case
-            if opcode is _TEXT:
-                try:
-                    message: str | bytes = bytes(frame.data).decode()
-                except UnicodeDecodeError as exc:
-                    self._fail(1007, f"invalid UTF-8 at position {exc.start}")
-                    return
-            else:
-                message = bytes(frame.data)
-            self._deliver(message)
-            return
-        try:
-            if opcode is not _CONT:
-                self._fragmented_text = opcode is _TEXT
-                self._decoder = _utf8_decoder() if self._fragmented_text else None
-                self._parts = []
-            decoder = self._decoder
-            # Decoding as the fragments arrive fails a bad message early (RFC 6455 §8.1, Autobahn 6.4).
-            self._parts.append(decoder.decode(frame.data, frame.fin) if decoder is not None else frame.data)
-        except UnicodeDecodeError as exc:
-            self._fail(1007, f"invalid UTF-8: {exc.reason}")
-            return
-        if frame.fin:
-            parts, self._parts = self._parts, []
-            self._deliver("".join(parts) if self._fragmented_text else b"".join(parts))
-
-    def _deliver(self, message: str | bytes) -> None:
-        messages = self._messages
-        messages.append(message)
-        if len(messages) >= self._max_queue:
-            self._pause_reading()  # the app is not keeping up: let TCP push back on the client
-        self._wake_receiver()
 
     async def receive(self) -> str | bytes | Closed:
         messages = self._messages
@@ -319,7 +213,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
                 return message
             if self._closed is not None:
                 return self._closed
-            if self.ws.writes:
+            if self.ws.pending_writes:
                 self._flush()  # answers coalesced while the queue was being worked through
             waiter = self._receiver = self.loop.create_future()
             try:
@@ -346,18 +240,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
                 timer.cancel()
         self._ping_timer = self._close_timer = None
         if self._closed is None:
-            self._set_closed(self._protocol_closed() or _ABNORMAL)
+            self._set_closed(self.ws.closed or ABNORMAL)
         self._wake_drain()
-
-    def _protocol_closed(self) -> Closed | None:
-        """How the protocol says the WebSocket ended: the peer's close frame, or the code we sent when we
-        failed the connection (protocol error, 1007, 1009); None while neither has happened."""
-        ws = self.ws
-        if ws.close_rcvd is not None:
-            return Closed(ws.close_rcvd.code, ws.close_rcvd.reason)
-        if ws.close_sent is not None and ws.parser_exc is not None:
-            return Closed(ws.close_sent.code, ws.close_sent.reason)
-        return None
 
     def _set_closed(self, closed: Closed) -> None:
         self._closed = closed
@@ -371,13 +255,10 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
 
     async def send(self, data: str | bytes) -> None:
         ws = self.ws
-        if self._closed is not None or ws.state is not OPEN or self.lost:
+        if self._closed is not None or not ws.open or self.lost:
             raise ClientDisconnected("the WebSocket is closed")
-        if type(data) is str:
-            ws.send_text(data.encode())
-        else:
-            ws.send_binary(data)  # type: ignore[arg-type]
-        if self._messages and len(ws.writes) < COALESCE_FRAMES and not self.write_paused:
+        ws.send(data)
+        if self._messages and ws.pending_writes < COALESCE_FRAMES and not self.write_paused:
             # More messages are waiting for the app, which will answer them in this same step (receive does
             # not suspend while the queue has some): write all the answers at once, when it has caught up.
             if not self._flush_soon:
@@ -390,12 +271,12 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
 
     def _deferred_flush(self) -> None:
         self._flush_soon = False
-        if self.ws.writes:
+        if self.ws.pending_writes:
             self._flush()
 
     async def close(self, code: int, reason: str) -> None:
         ws = self.ws
-        if ws.state is not OPEN or self.lost:
+        if not ws.open or self.lost:
             return
         ws.send_close(code, reason)
         self._flush()
@@ -407,16 +288,9 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
 
     def _flush(self) -> None:
         """Write what the protocol produced; an empty item is its "send EOF" (after a close, or on failure)."""
+        chunks, eof = self.ws.data_to_send()
         if self.lost:
-            self.ws.data_to_send()
             return
-        eof = False
-        chunks = []
-        for chunk in self.ws.data_to_send():
-            if chunk:
-                chunks.append(chunk)
-            else:
-                eof = True
         if len(chunks) == 1:
             self.transport.write(chunks[0])
         elif chunks:
@@ -451,22 +325,20 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
 
     def _ping(self) -> None:
         self._ping_timer = None
-        if self.lost or self.ws.state is not OPEN:
+        if self.lost or not self.ws.open:
             return
-        self._ping_payload = os.urandom(4)
-        self.ws.send_ping(self._ping_payload)
+        self.ws.send_ping()
         self._flush()
         self._ping_timer = self.loop.call_later(self._ping_timeout, self._on_ping_timeout)
 
     def _on_pong(self) -> None:
         if self._ping_timer is not None:
             self._ping_timer.cancel()
-        self._ping_payload = b""
         self._ping_timer = self.loop.call_later(self._ping_interval, self._ping)
 
     def _on_ping_timeout(self) -> None:
         self._ping_timer = None
-        if self.lost or self.ws.state is not OPEN:
+        if self.lost or not self.ws.open:
             return
         self._fail(1011, "keepalive ping timeout")
 
@@ -487,7 +359,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         handshake the app has not answered yet is left to finish (then the stop closes it too)."""
         if self.lost:
             return
-        if self._accepted and self.ws.state is OPEN:
+        if self._accepted and self.ws.open:
             code = self.state.ws_shutdown_code
             self.ws.send_close(code, "server restarting" if code == SERVICE_RESTART else "server shutting down")
             self._flush()
