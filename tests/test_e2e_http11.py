@@ -228,6 +228,16 @@ def test_no_date_and_no_server_header(serve: ServerFactory) -> None:
     assert error.header("server") is None
 
 
+def test_keep_alive_0_says_close_and_closes(serve: ServerFactory) -> None:
+    once = serve("asgi_apps:app", "--keep-alive", "0")
+    with wire(once) as w:
+        w.send(request("GET", "/plain"))
+        response = w.read_response()
+        assert response.status == 200
+        assert response.header("connection") == "close"  # the client learns it before it tries a second request
+        assert w.closed_by_peer(5)
+
+
 # -- disconnects -------------------------------------------------------------------------------------------
 
 
