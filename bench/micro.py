@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from monoceros.adapters.asgi_http import ASGIHTTPHandler
+from monoceros.adapters.asgi_websocket import ASGIWebSocketHandler
 from monoceros.adapters.wsgi import WSGIHandler
 from monoceros.config import Config
 from monoceros.server.http11 import HTTP11Transport
@@ -26,9 +27,24 @@ HELLO = b"Hello, world!"
 HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(HELLO)).encode())]
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
 CLOSE_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: close\r\n\r\n"
+WS_HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+# A masked binary frame of 64 bytes, as ws_echo.py's client sends (mask 0x37fa213d).
+_MASK = b"\x37\xfa\x21\x3d"
+WS_FRAME = b"\x82\xc0" + _MASK + bytes(b ^ _MASK[i % 4] for i, b in enumerate(b"m" * 64))
 
 
 async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "websocket":  # accept, then echo every message (bench/apps/asgi_app.py does the same)
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            await send({"type": "websocket.send", "bytes": message.get("bytes"), "text": message.get("text")})
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": HELLO})
 
@@ -57,6 +73,9 @@ class StubTransport:
         self.writes += 1
         if self.wrote is not None:
             self.wrote.set()
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8000)}.get(name, default)
@@ -91,8 +110,11 @@ class StubTransport:
 
 async def run(kind: str, n: int) -> float:
     """Microseconds per request; ``kind`` is asgi, wsgi-inline or wsgi, with ``-close`` for a new
-    connection per request (``Connection: close``: setup and teardown counted too)."""
+    connection per request (``Connection: close``: setup and teardown counted too); ``ws`` is one WebSocket
+    echo of a 64-byte message, one at a time (ws_echo.py's latency mode)."""
     loop = asyncio.get_running_loop()
+    if kind == "ws":
+        return await _ws(loop, n)
     close = kind.endswith("-close")
     kind = kind.removesuffix("-close")
     config = Config(access_log=False, wsgi_mode="inline" if kind == "wsgi-inline" else "threads")
@@ -134,6 +156,34 @@ async def run(kind: str, n: int) -> float:
     assert transport.writes == n, (transport.writes, n)
     if isinstance(handler, WSGIHandler):
         handler.close()
+    return elapsed / n * 1e6
+
+
+async def _ws(loop: asyncio.AbstractEventLoop, n: int) -> float:
+    config = Config(access_log=False)
+    state = ServerState(config, loop, ASGIHTTPHandler(asgi_app, config, {}), None, None)
+    state.ws_handler = ASGIWebSocketHandler(asgi_app, config, {})
+    conn = HTTP11Transport(state, "http")
+    transport = StubTransport(conn)
+    wrote = transport.wrote = asyncio.Event()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(WS_HANDSHAKE)
+    await wrote.wait()  # the 101
+    ws = transport.protocol  # the hand-over gave the transport to the WebSocket connection
+    assert ws is not None and transport.writes == 1, transport.writes
+    wrote.clear()
+    start = time.perf_counter()
+    for _ in range(n):
+        ws.data_received(WS_FRAME)
+        await wrote.wait()
+        wrote.clear()
+    elapsed = time.perf_counter() - start
+    assert transport.writes == n + 1, (transport.writes, n)
+    ws.connection_lost(None)  # the client goes: the app's receive says so, and it returns
+    for _ in range(100):
+        if not ws.busy:
+            break
+        await asyncio.sleep(0)
     return elapsed / n * 1e6
 
 

@@ -99,7 +99,9 @@ class WebSocketProtocol:
         "_ping_payload",
         "_response",
         "_server_header",
+        "closed",
         "messages",
+        "open",
         "subprotocols",
         "ws",
     )
@@ -126,6 +128,10 @@ class WebSocketProtocol:
         self._fragmented_text = False
         self._ping_payload = b""
         self._failed: Closed | None = None
+        # Plain attributes, not properties: the connection reads them for every message. Updated wherever the
+        # state can change (the handshake, a frame in, a close or failure out, EOF).
+        self.open = False  # messages may be sent: accepted, and no close sent or received
+        self.closed: Closed | None = None  # how it ended (see _update); None while it has not
 
     # -- the opening handshake ---------------------------------------------------------------------------
 
@@ -166,6 +172,7 @@ class WebSocketProtocol:
         # one: start a fresh parser, which in the OPEN state reads frames.
         ws.parser = ws.parse()
         next(ws.parser)
+        self.open = True
         return self._serialize(response)
 
     def _serialize(self, response: Response) -> bytes:
@@ -190,10 +197,13 @@ class WebSocketProtocol:
             elif opcode is _PONG and self._ping_payload and frame.data == self._ping_payload:
                 self._ping_payload = b""
                 ponged = True
+        if ws.state is not OPEN:
+            self._update()
         return ponged
 
     def receive_eof(self) -> None:
         self.ws.receive_eof()
+        self._update()
 
     def _on_data(self, frame: Frame) -> None:
         if self.ws.state is not OPEN:
@@ -227,11 +237,6 @@ class WebSocketProtocol:
     # -- frames out --------------------------------------------------------------------------------------
 
     @property
-    def open(self) -> bool:
-        """True while messages may be sent: the handshake is accepted and no close has been sent or received."""
-        return self.ws.state is OPEN
-
-    @property
     def pending_writes(self) -> int:
         """Frames produced and not yet taken by :meth:`data_to_send`."""
         return len(self.ws.writes)
@@ -244,6 +249,7 @@ class WebSocketProtocol:
 
     def send_close(self, code: int, reason: str) -> None:
         self.ws.send_close(code, reason)
+        self._update()
 
     def send_ping(self) -> None:
         """A keepalive ping; :meth:`receive_data` says when its pong came."""
@@ -255,6 +261,7 @@ class WebSocketProtocol:
         if self._failed is None:
             self._failed = Closed(code, reason)
         self.ws.fail(code, reason)
+        self._update()
 
     def data_to_send(self) -> tuple[list[bytes], bool]:
         """The bytes to write, and whether the connection should end once they are written (after a close)."""
@@ -269,15 +276,16 @@ class WebSocketProtocol:
 
     # -- the end -----------------------------------------------------------------------------------------
 
-    @property
-    def closed(self) -> Closed | None:
-        """How the WebSocket ended: the peer's close frame, or the code we sent when we failed the connection
-        (protocol error, 1007, 1009); None while neither has happened."""
-        if self._failed is not None:
-            return self._failed
+    def _update(self) -> None:
+        """Set :attr:`open` and :attr:`closed`. How the WebSocket ended: the peer's close frame, or the code we
+        sent when we failed the connection (protocol error, 1007, 1009); None while neither has happened."""
         ws = self.ws
-        if ws.close_rcvd is not None:
-            return Closed(ws.close_rcvd.code, ws.close_rcvd.reason)
-        if ws.close_sent is not None and ws.parser_exc is not None:
-            return Closed(ws.close_sent.code, ws.close_sent.reason)
-        return None
+        self.open = ws.state is OPEN
+        if self.closed is not None:
+            return
+        if self._failed is not None:
+            self.closed = self._failed
+        elif ws.close_rcvd is not None:
+            self.closed = Closed(ws.close_rcvd.code, ws.close_rcvd.reason)
+        elif ws.close_sent is not None and ws.parser_exc is not None:
+            self.closed = Closed(ws.close_sent.code, ws.close_sent.reason)

@@ -173,7 +173,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.on_peer_eof()
         if self.exchange is not None or self._pending:
-            return True  # a half-closed client still gets its responses; _next closes after the last
+            return True  # a half-closed client still gets its responses; done() closes after the last
         return None  # close
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -215,7 +215,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
                 assert self.exchange is not None
                 self.exchange.feed_end()
                 if self.exchange.response_done:
-                    self._next()
+                    self.done(self.exchange)
                     return
         if self._error is not None:
             self._fail_pipeline(self._error)
@@ -235,7 +235,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
             else:
                 self.exchange = None
                 self._send_error(error.status, str(error))
-        # else: the exchange in progress is sound; _next comes back here once it has answered
+        # else: the exchange in progress is sound; done() comes back here once it has answered
 
     def _start(self, request: HTTP11Request, whole: bool = False) -> Stream:
         """Start the stream and the app's task for ``request``; ``whole``: its (empty) body is complete."""
@@ -281,13 +281,10 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         hand_over(handover, WebSocketConnection)
 
     def done(self, exchange: Stream) -> None:
-        """The stream's response is complete (its last byte is written): take the next request, or close."""
+        """The stream's response is complete (its last byte is written). Once its request is complete too (the
+        dispatch calls this again at EndBody), take the next request, or close."""
         if not exchange.body_done and self.h11.response_state is DONE:
-            return  # the body is still arriving: drain it (feed_end calls _next)
-        self._next()
-
-    def _next(self) -> None:
-        """The current exchange is over both ways: close, or take the next request."""
+            return  # the body is still arriving: drain it (the dispatch comes back here at its end)
         self.exchange = None
         if self.h11.response_state is not DONE or self.state.shutting_down:
             self._close()  # the response ended the connection, or the worker takes no more requests
@@ -302,7 +299,11 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         if self.exchange is None and not self._closing:
             if self.h11.request_state is RECEIVING_HEAD:
                 self._set_deadline(_HEADER, self.state.header_timeout)
-            else:
+                return
+            # _set_deadline(_KEEPALIVE, ...), inline: this runs after every keep-alive response
+            self._deadline_kind = _KEEPALIVE
+            deadline = self._deadline = self.loop.time() + self.state.keep_alive
+            if deadline < self._timer_when:
                 self._set_deadline(_KEEPALIVE, self.state.keep_alive)
 
     @property
