@@ -81,7 +81,18 @@ class StreamReset:
     code: int
 
 
-Event = Request | Body | EndBody | Trailers | StreamReset
+@dataclass(slots=True, eq=False)
+class Rejected:
+    """A request the protocol refused on its own stream without ending the connection (HTTP/2: a header list
+    over the limits, 431): the server answers ``status`` and no app runs."""
+
+    stream_id: int
+    status: int
+    detail: str
+    ended: bool  # the request is complete (else its body follows, and the server asks the client to stop)
+
+
+Event = Request | Body | EndBody | Trailers | StreamReset | Rejected
 
 
 class ProtocolError(Exception):
@@ -93,3 +104,11 @@ class ProtocolError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+    def detached(self) -> ProtocolError:
+        """This error without its traceback and context: kept on a connection, they would tie it into a
+        reference cycle (error, traceback, frame, connection) that only the cyclic collector frees."""
+        self.__traceback__ = None
+        self.__context__ = None
+        self.__cause__ = None
+        return self

@@ -1,0 +1,410 @@
+"""The libnghttp2 engine: one ``nghttp2_session`` per connection, driven in memory (``mem_recv``/``mem_send``).
+
+libnghttp2 parses every frame, keeps the HPACK tables, the stream states and the windows, and checks the
+HTTP messaging rules (pseudo-headers, connection-specific fields, Content-Length against DATA). Its
+callbacks land here; what they gather becomes events. What libnghttp2 1.52 leaves to the server (measured in
+``../shared/reviews/http2-engines-2026-12.md``) is added here: the header list is bounded while it arrives,
+resets are budgeted both ways, control frames are rate-limited, and a HEADERS frame on a stream id the client
+skipped ends the connection (nghttp2 issue 1300).
+
+The same code serves both tiers: the callbacks are cffi ``callback`` objects in ABI mode, and ``def_extern``
+functions of the compiled glue in API mode, where the glue also gathers header fields in C.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .events import Body, EndBody, Event, ProtocolError, Rejected, StreamReset, Trailers
+from .http2 import (
+    ENHANCE_YOUR_CALM,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    Budget,
+    HeaderBudget,
+    HTTP2Error,
+    HTTP2Settings,
+    Outbound,
+    request_from_fields,
+)
+from .http2_ffi import Binding
+
+# nghttp2 constants (nghttp2.h)
+_DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 1, 2, 3, 4, 6, 7, 8
+_FLAG_END_STREAM, _FLAG_ACK = 0x01, 0x01
+_HCAT_REQUEST, _HCAT_HEADERS = 0, 3
+_ERR_DEFERRED, _ERR_TEMPORAL_CALLBACK_FAILURE, _ERR_CALLBACK_FAILURE = -508, -521, -902
+_DATA_FLAG_EOF, _DATA_FLAG_NO_END_STREAM = 0x01, 0x02
+_SETTINGS_IDS = (0x3, 0x4, 0x5, 0x6, 0x8)  # max streams, initial window, max frame, max header list, CONNECT
+_SKIPPED_RANGES = 64  # stream-id ranges the client skipped, remembered for the lower-id check
+
+log = logging.getLogger("monoceros.error")
+
+
+class NGHTTP2Connection:
+    """An :class:`~monoceros.protocols.http2.HTTP2Engine` on libnghttp2."""
+
+    def __init__(self, binding: Binding, settings: HTTP2Settings, clock: Callable[[], float]) -> None:
+        ffi, lib = binding.ffi, binding.lib
+        self._ffi = ffi
+        self._lib = lib
+        self.name = f"libnghttp2 {binding.version} ({binding.tier})"
+        self.events: list[Event] = []
+        self._fields: list[tuple[bytes, bytes]] = []
+        self._headers = HeaderBudget(settings.max_header_list_size, settings.max_header_count)
+        self._resets = Budget(settings.reset_burst, settings.reset_rate, clock)
+        self._controls = Budget(settings.reset_burst, settings.reset_rate, clock)
+        self._out: dict[int, Outbound] = {}
+        self._done: set[int] = set()  # streams whose response has been submitted whole
+        self._stop_after: set[int] = set()  # streams to reset with NO_ERROR once their response has gone
+        self._last_id = 0  # the highest stream id the client opened
+        self._skipped: deque[tuple[int, int]] = deque(maxlen=_SKIPPED_RANGES)
+        self._error: str | None = None
+        self._handle = ffi.new_handle(self)
+        callbacks = _callbacks(binding)
+        option_ptr = ffi.new("nghttp2_option **")
+        _check(lib.nghttp2_option_new(option_ptr), lib, ffi)
+        option = option_ptr[0]
+        lib.nghttp2_option_set_no_auto_window_update(option, 1)  # the app's reading opens the windows
+        lib.nghttp2_option_set_max_outbound_ack(option, 1000)  # PING/SETTINGS ACKs a non-reading peer can queue
+        lib.nghttp2_option_set_max_settings(option, 32)
+        if binding.reset_rate_limit:
+            lib.nghttp2_option_set_stream_reset_rate_limit(option, settings.reset_burst, int(settings.reset_rate))
+        if binding.max_continuations:
+            lib.nghttp2_option_set_max_continuations(option, 8)
+        session_ptr = ffi.new("nghttp2_session **")
+        try:
+            _check(lib.nghttp2_session_server_new2(session_ptr, callbacks, self._handle, option), lib, ffi)
+        finally:
+            lib.nghttp2_option_del(option)
+        self._session = session_ptr[0]
+        values = (
+            settings.max_concurrent_streams, settings.initial_window_size, settings.max_frame_size,
+            settings.max_header_list_size, 1 if settings.connect_protocol else 0,
+        )  # fmt: skip
+        entries = [(i, v) for i, v in zip(_SETTINGS_IDS, values, strict=True) if i != 0x8 or v]
+        iv = ffi.new("nghttp2_settings_entry[]", entries)
+        _check(lib.nghttp2_submit_settings(self._session, 0, iv, len(entries)), lib, ffi)
+        if settings.connection_window_size > 65535:
+            lib.nghttp2_session_set_local_window_size(self._session, 0, 0, settings.connection_window_size)
+
+    # -- input -------------------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        rc = self._lib.nghttp2_session_mem_recv(self._session, data, len(data))
+        if rc < 0 or self._error is not None:
+            raise HTTP2Error(self._error or self._ffi.string(self._lib.nghttp2_strerror(rc)).decode())
+
+    def data_to_send(self) -> bytes:
+        ffi, lib, session = self._ffi, self._lib, self._session
+        ptr = ffi.new("const uint8_t **")
+        pieces = []
+        while True:
+            n = lib.nghttp2_session_mem_send(session, ptr)
+            if n <= 0:
+                if n < 0:
+                    self._error = ffi.string(lib.nghttp2_strerror(n)).decode()
+                break
+            pieces.append(ffi.buffer(ptr[0], n)[:])
+        if len(pieces) == 1:
+            return pieces[0]  # type: ignore[no-any-return]
+        return b"".join(pieces)
+
+    # -- output ------------------------------------------------------------------------------------------
+
+    def send_headers(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        ffi, lib = self._ffi, self._lib
+        nva, keep = _nv_array(ffi, headers)
+        if status < 200:
+            lib.nghttp2_submit_headers(self._session, 0, stream_id, ffi.NULL, nva, len(headers), ffi.NULL)
+            return
+        if end_stream:
+            self._done.add(stream_id)
+            rc = lib.nghttp2_submit_response(self._session, stream_id, nva, len(headers), ffi.NULL)
+        else:
+            self._out[stream_id] = Outbound()
+            provider = ffi.new("nghttp2_data_provider *")
+            provider.read_callback = _callbacks_of[id(lib)][1]
+            rc = lib.nghttp2_submit_response(self._session, stream_id, nva, len(headers), provider)
+        del keep
+        if rc < 0:
+            self._out.pop(stream_id, None)
+            raise ValueError(ffi.string(lib.nghttp2_strerror(rc)).decode())
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        out = self._out.get(stream_id)
+        if out is None or not out.add(data, end_stream):
+            return  # the stream is gone (reset), or its body ended already
+        if end_stream:
+            self._done.add(stream_id)
+        if out.deferred and (data or end_stream):
+            out.deferred = False
+            self._lib.nghttp2_session_resume_data(self._session, stream_id)
+
+    def send_trailers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> None:
+        out = self._out.get(stream_id)
+        if out is None or out.ended:
+            return
+        out.trailers = headers
+        self.send_data(stream_id, b"", True)
+
+    def reset_stream(self, stream_id: int, code: int) -> None:
+        self._out.pop(stream_id, None)
+        self._done.add(stream_id)
+        self._lib.nghttp2_submit_rst_stream(self._session, 0, stream_id, code)
+
+    def stop_after_response(self, stream_id: int) -> None:
+        self._stop_after.add(stream_id)
+
+    def consume(self, stream_id: int, size: int) -> None:
+        if size:
+            self._lib.nghttp2_session_consume(self._session, stream_id, size)
+
+    def pending(self, stream_id: int) -> int:
+        out = self._out.get(stream_id)
+        return out.size if out is not None else 0
+
+    def shutdown(self) -> None:
+        lib = self._lib
+        last = lib.nghttp2_session_get_last_proc_stream_id(self._session)
+        lib.nghttp2_submit_goaway(self._session, 0, last, NO_ERROR, self._ffi.NULL, 0)
+
+    def terminate(self, code: int) -> None:
+        self._lib.nghttp2_session_terminate_session(self._session, code)
+
+    def upgrade(self, settings_payload: bytes, head_request: bool) -> None:
+        rc = self._lib.nghttp2_session_upgrade2(
+            self._session, settings_payload, len(settings_payload), 1 if head_request else 0, self._ffi.NULL
+        )
+        if rc < 0:
+            raise ProtocolError("invalid HTTP2-Settings header")
+        self._last_id = 1
+
+    @property
+    def finished(self) -> bool:
+        lib = self._lib
+        return not lib.nghttp2_session_want_read(self._session) and not lib.nghttp2_session_want_write(self._session)
+
+    def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            self._lib.nghttp2_session_del(session)
+        self._handle = None  # the handle kept this object alive for the callbacks
+
+    # -- what the callbacks call ---------------------------------------------------------------------------
+
+    def _begin_frame(self, kind: int, stream_id: int) -> int:
+        if kind == _HEADERS and stream_id & 1 and stream_id < self._last_id:
+            for low, high in self._skipped:
+                if low <= stream_id <= high:
+                    # RFC 9113 §5.1.1: the client's ids only grow; one it skipped is closed. libnghttp2 1.52
+                    # ignores such a HEADERS frame instead (issue 1300): end the connection as the RFC says.
+                    self._lib.nghttp2_session_terminate_session(self._session, PROTOCOL_ERROR)
+                    break
+        return 0
+
+    def _begin_headers(self, stream_id: int, category: int) -> None:
+        self._fields = []
+        self._headers.start()
+        if category == _HCAT_REQUEST and stream_id > self._last_id:
+            if stream_id > self._last_id + 2:
+                self._skipped.append((self._last_id + 2, stream_id - 2))
+            self._last_id = stream_id
+
+    def _header(self, name: bytes, value: bytes) -> int:
+        verdict = self._headers.add(len(name), len(value))
+        if verdict > 0:
+            self._fields.append((name, value))
+            return 0
+        return 0 if verdict == 0 else _ERR_TEMPORAL_CALLBACK_FAILURE
+
+    def _frame(self, kind: int, flags: int, stream_id: int, category: int) -> None:
+        events = self.events
+        if kind == _HEADERS:
+            end = bool(flags & _FLAG_END_STREAM)
+            fields, self._fields = self._fields, []
+            if category == _HCAT_REQUEST:
+                if self._headers.over:
+                    events.append(Rejected(stream_id, 431, "request header fields too large", end))
+                    return
+                try:
+                    events.append(request_from_fields(stream_id, fields, end))
+                except ProtocolError:
+                    self.reset_stream(stream_id, PROTOCOL_ERROR)
+                    return
+            elif category == _HCAT_HEADERS and not self._headers.over:  # trailers (END_STREAM is required)
+                events.append(Trailers(stream_id, fields))
+            if end:
+                events.append(EndBody(stream_id))
+        elif kind == _DATA:
+            if flags & _FLAG_END_STREAM:
+                events.append(EndBody(stream_id))
+        elif kind == _RST_STREAM:
+            self._spend(self._resets, "resets")
+        elif kind in (_PING, _PRIORITY) or (kind == _SETTINGS and not flags & _FLAG_ACK):
+            self._spend(self._controls, "control frames")
+
+    def _data(self, stream_id: int, data: bytes) -> None:
+        self.events.append(Body(stream_id, data))
+
+    def _sent(self, kind: int, flags: int, stream_id: int) -> None:
+        if kind == _RST_STREAM:  # MadeYouReset (CVE-2025-8671): resets the client provokes count too
+            self._spend(self._resets, "resets")
+        elif flags & _FLAG_END_STREAM and stream_id in self._stop_after:
+            self._stop_after.discard(stream_id)
+            self._lib.nghttp2_submit_rst_stream(self._session, 0, stream_id, NO_ERROR)
+
+    def _closed(self, stream_id: int, code: int) -> None:
+        self._out.pop(stream_id, None)
+        self._stop_after.discard(stream_id)
+        if stream_id in self._done:
+            self._done.discard(stream_id)
+            if code == NO_ERROR:
+                return
+        self.events.append(StreamReset(stream_id, code))
+
+    def _spend(self, budget: Budget, what: str) -> None:
+        if not budget.spend():
+            self._error = f"too many {what}: the connection ends with ENHANCE_YOUR_CALM"
+            self._lib.nghttp2_session_terminate_session(self._session, ENHANCE_YOUR_CALM)
+
+    def _read(self, stream_id: int, buf: Any, length: int, flags: Any) -> int:
+        out = self._out.get(stream_id)
+        if out is None:
+            return _ERR_TEMPORAL_CALLBACK_FAILURE  # reset meanwhile: the library resets the stream
+        ffi = self._ffi
+        chunks = out.chunks
+        written = 0
+        while chunks and written < length:
+            chunk = chunks[0]
+            room = length - written
+            if len(chunk) <= room:
+                chunks.popleft()
+                ffi.memmove(buf + written, chunk, len(chunk))
+                written += len(chunk)
+            else:
+                ffi.memmove(buf + written, chunk[:room], room)
+                chunks[0] = chunk[room:]
+                written += room
+        out.size -= written
+        if not chunks and out.ended:
+            flags[0] |= _DATA_FLAG_EOF
+            trailers = out.trailers
+            if trailers:
+                flags[0] |= _DATA_FLAG_NO_END_STREAM
+                nva, keep = _nv_array(ffi, trailers)
+                self._lib.nghttp2_submit_trailer(self._session, stream_id, nva, len(trailers))
+                del keep
+            return written
+        if written == 0:
+            out.deferred = True
+            return _ERR_DEFERRED
+        return written
+
+
+def _nv_array(ffi: Any, fields: list[tuple[bytes, bytes]]) -> tuple[Any, list[Any]]:
+    """An ``nghttp2_nv[]`` of ``fields``, and the buffers it points into (kept alive by the caller until the
+    submit returns: libnghttp2 copies them)."""
+    nva = ffi.new("nghttp2_nv[]", len(fields))
+    keep = []
+    for i, (name, value) in enumerate(fields):
+        n = ffi.from_buffer(name)
+        v = ffi.from_buffer(value)
+        keep.append(n)
+        keep.append(v)
+        nv = nva[i]
+        nv.name = ffi.cast("uint8_t *", n)
+        nv.value = ffi.cast("uint8_t *", v)
+        nv.namelen = len(name)
+        nv.valuelen = len(value)
+    keep.append(nva)
+    return nva, keep
+
+
+def _check(rc: int, lib: Any, ffi: Any) -> None:
+    if rc != 0:
+        raise MemoryError(ffi.string(lib.nghttp2_strerror(rc)).decode())
+
+
+# -- callbacks, made once per binding ----------------------------------------------------------------------
+
+_callbacks_of: dict[int, tuple[Any, Any, list[Any]]] = {}
+
+
+def _callbacks(binding: Binding) -> Any:
+    """The ``nghttp2_session_callbacks`` for ``binding`` (ABI mode: cffi callbacks made once)."""
+    made = _callbacks_of.get(id(binding.lib))
+    if made is not None:
+        return made[0]
+    ffi, lib = binding.ffi, binding.lib
+    owner = ffi.from_handle
+
+    def on_begin_frame(session: Any, hd: Any, user_data: Any) -> int:
+        return owner(user_data)._begin_frame(hd.type, hd.stream_id)  # type: ignore[no-any-return]
+
+    def on_begin_headers(session: Any, frame: Any, user_data: Any) -> int:
+        owner(user_data)._begin_headers(frame.hd.stream_id, frame.headers.cat)
+        return 0
+
+    def on_header(session: Any, frame: Any, name: Any, namelen: int, value: Any, valuelen: int, flags: int,
+                  user_data: Any) -> int:  # fmt: skip
+        return owner(user_data)._header(ffi.buffer(name, namelen)[:], ffi.buffer(value, valuelen)[:])  # type: ignore[no-any-return]
+
+    def on_frame_recv(session: Any, frame: Any, user_data: Any) -> int:
+        hd = frame.hd
+        kind = hd.type
+        owner(user_data)._frame(kind, hd.flags, hd.stream_id, frame.headers.cat if kind == _HEADERS else 0)
+        return 0
+
+    def on_data_chunk_recv(session: Any, flags: int, stream_id: int, data: Any, length: int, user_data: Any) -> int:
+        owner(user_data)._data(stream_id, ffi.buffer(data, length)[:])
+        return 0
+
+    def on_frame_send(session: Any, frame: Any, user_data: Any) -> int:
+        hd = frame.hd
+        owner(user_data)._sent(hd.type, hd.flags, hd.stream_id)
+        return 0
+
+    def on_stream_close(session: Any, stream_id: int, error_code: int, user_data: Any) -> int:
+        owner(user_data)._closed(stream_id, error_code)
+        return 0
+
+    def read(session: Any, stream_id: int, buf: Any, length: int, flags: Any, source: Any, user_data: Any) -> int:
+        return owner(user_data)._read(stream_id, buf, length, flags)  # type: ignore[no-any-return]
+
+    err = _ERR_CALLBACK_FAILURE
+    keep = [
+        ffi.callback("nghttp2_on_begin_frame_callback", on_begin_frame, onerror=_failure),
+        ffi.callback("nghttp2_on_begin_headers_callback", on_begin_headers, onerror=_failure),
+        ffi.callback("nghttp2_on_header_callback", on_header, onerror=_failure),
+        ffi.callback("nghttp2_on_frame_recv_callback", on_frame_recv, onerror=_failure),
+        ffi.callback("nghttp2_on_data_chunk_recv_callback", on_data_chunk_recv, onerror=_failure),
+        ffi.callback("nghttp2_on_frame_send_callback", on_frame_send, onerror=_failure),
+        ffi.callback("nghttp2_on_stream_close_callback", on_stream_close, onerror=_failure),
+    ]
+    reader = ffi.callback("nghttp2_data_source_read_callback", read, error=err, onerror=_failure)
+    ptr = ffi.new("nghttp2_session_callbacks **")
+    _check(lib.nghttp2_session_callbacks_new(ptr), lib, ffi)
+    callbacks = ptr[0]
+    setters = (
+        lib.nghttp2_session_callbacks_set_on_begin_frame_callback,
+        lib.nghttp2_session_callbacks_set_on_begin_headers_callback,
+        lib.nghttp2_session_callbacks_set_on_header_callback,
+        lib.nghttp2_session_callbacks_set_on_frame_recv_callback,
+        lib.nghttp2_session_callbacks_set_on_data_chunk_recv_callback,
+        lib.nghttp2_session_callbacks_set_on_frame_send_callback,
+        lib.nghttp2_session_callbacks_set_on_stream_close_callback,
+    )
+    for setter, callback in zip(setters, keep, strict=True):
+        setter(callbacks, callback)
+    _callbacks_of[id(lib)] = (callbacks, reader, [*keep, reader])
+    return callbacks
+
+
+def _failure(exc_type: Any, exc: Any, tb: Any) -> int:
+    """A Python error inside a callback: report it, and fail the session (never a silent half state)."""
+    log.error("Error in an HTTP/2 callback", exc_info=(exc_type, exc, tb))
+    return _ERR_CALLBACK_FAILURE
