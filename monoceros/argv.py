@@ -97,6 +97,9 @@ def read(argv: list[str], parser: argparse.ArgumentParser) -> Words:
             _catch_daphne(flag, value)
         except UsageError as exc:
             problems.append(str(exc))
+        if flag == "--http" and value.lower() in _UVICORN_PARSERS:
+            words.notes.append(f"command line: --http {value} is not needed: {_UVICORN_PARSERS[value.lower()]}")
+            continue
         out += [flag, value]
     if problems:
         # After an unknown option, a word may be its value rather than the app: only the options are reported.
@@ -120,6 +123,10 @@ def _foreign(flag: str, eq: str, argv: list[str], index: int, words: Words, acti
     if foreign.takes_value and not eq and index < len(argv):
         index += 1  # its value goes with it
     return index
+
+
+# uvicorn's --http picks its HTTP/1.1 parser; monoceros's picks the HTTP versions served (auto|1|2).
+_UVICORN_PARSERS = dict.fromkeys(("httptools", "h11"), "monoceros always parses HTTP/1.1 with httptools (llhttp)")
 
 
 def _switch(flag: str, on: bool) -> str:

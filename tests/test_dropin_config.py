@@ -99,7 +99,7 @@ def test_other_servers_flags_mean_the_same(
         (["--max-request", "9"], "unknown option --max-request; did you mean --max-requests?"),
         (["--statsd-host", "localhost:8125"], "--statsd-host is not supported: monoceros has no statsd client"),
         (["--log-syslog"], "--log-syslog is not supported: use --log-config with a logging.handlers.SysLogHandler"),
-        (["--http2"], "--http2 is not supported: monoceros serves HTTP/1.1 only for now"),
+        (["--http-protocols", "h1,h2"], "--http-protocols is not supported: use --http: 'auto' serves HTTP/1.1 and"),
         (["-v", "2"], "-v is not supported: use --log-level"),
         (["-s", "myserver"], "daphne's -s NAME is --header 'server: NAME' here"),
         (["--no-ipv6"], "--no-ipv6 is not supported: list the addresses to listen on with -b"),
@@ -128,7 +128,11 @@ def test_every_unknown_flag_is_named_at_once(capsys: pytest.CaptureFixture[str])
     [
         (["-k", "uvicorn.workers.UvicornWorker"], "-k is not needed: monoceros tells WSGI from ASGI by itself"),
         (["--worker-tmp-dir", "/dev/shm"], "--worker-tmp-dir is not needed: workers send their heartbeats through"),
-        (["--http", "httptools", "--no-use-colors"], "--http is not needed: monoceros always parses HTTP/1.1"),
+        (
+            ["--http", "httptools", "--no-use-colors"],
+            "--http httptools is not needed: monoceros always parses HTTP/1.1",
+        ),
+        (["--http2"], "--http2 is not needed: HTTP/2 is served by default"),
         (["-R", "--reload-engine", "poll"], "-R is not needed: workers always inherit standard output and error"),
     ],
 )

@@ -221,7 +221,7 @@ def test_no_date_and_no_server_header(serve: ServerFactory) -> None:
     assert "date" not in response.headers
     assert "server" not in response.headers
     with wire(quiet) as w:  # the server's own error responses follow the same settings
-        w.send(b"BROKEN\r\n\r\n")
+        w.send(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")  # a request line, then a bad head
         error = w.read_response()
     assert error.status == 400
     assert error.header("date") is None

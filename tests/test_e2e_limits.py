@@ -110,9 +110,19 @@ def test_body_at_the_limit_is_accepted(limited: ServerProcess) -> None:
 
 
 def test_malformed_request_is_400_and_close_and_the_worker_goes_on(limited: ServerProcess) -> None:
-    status, rest = refused(limited, b"THIS IS NOT HTTP\r\n\r\n")
+    status, rest = refused(limited, b"GET /not http HTTP/1.1\r\n\r\n")
     assert (status, rest) == (400, b"")
     assert_still_serving(limited)  # a second connection works
+
+
+def test_a_first_line_that_is_neither_http1_nor_http2_closes_without_an_answer(limited: ServerProcess) -> None:
+    """Not HTTP/1.x, and not HTTP/2's preface: a client that speaks neither would read an HTTP/1.1 answer as
+    garbage (h2spec's invalid-preface case reads it as a frame), so the connection just closes."""
+    with Wire(limited.connect()) as w:
+        w.send(b"THIS IS NOT HTTP\r\n\r\n")
+        assert w.closed_by_peer(5)
+        assert w.buffer == b""
+    assert_still_serving(limited)
 
 
 def test_requests_before_the_bad_bytes_are_still_answered(limited: ServerProcess) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
+from h2_support import H2Client
 from server_process import (
     APPS_DIR,
     ServerFactory,
@@ -46,6 +47,7 @@ from tls_certs import TLSFiles
 from ws_support import BINARY, CLOSE, PING, client, encode_frame, handshake, parse_close, read_frame, wait_closed
 
 from monoceros.config.registry import registry
+from monoceros.protocols.http2 import PREFACE
 
 MODELS = ("one process", "supervisor")
 ROOT = os.geteuid() == 0
@@ -816,6 +818,44 @@ def probe_reload(ctx: Ctx) -> None:
     wait_for(lambda: reloads() == 2, 10, "a reload for the extra file", server)
 
 
+# -- HTTP/2 ----------------------------------------------------------------------------------------------------
+
+
+@proves("http2_engine", "h2c_upgrade", "http2_max_concurrent_streams", "http2_initial_window_size",
+        "http2_connection_window_size", "http2_max_frame_size", "http2_max_requests")  # fmt: skip
+def probe_http2(ctx: Ctx) -> None:
+    server = ctx.start(
+        "probe_apps:asgi", "--http2-engine", "h2", "--no-h2c-upgrade", "--http2-max-concurrent-streams", "7",
+        "--http2-initial-window-size", "70000", "--http2-connection-window-size", "2000000",
+        "--http2-max-frame-size", "20000", "--http2-max-requests", "2",
+    )  # fmt: skip
+    assert "HTTP/2 served by h2 " in server.output(), "http2_engine h2"
+    with H2Client.connect(server.host, server.port) as h2:
+        first = h2.get("/facts")
+        assert first.status == 200
+        assert h2.settings[0x3] == 7, "http2_max_concurrent_streams"
+        assert h2.settings[0x4] == 70000, "http2_initial_window_size"
+        assert h2.settings[0x5] == 20000, "http2_max_frame_size"
+        assert h2.conn.outbound_flow_control_window >= 2000000 - 70000, "http2_connection_window_size"
+        assert h2.get("/facts").status == 200
+        h2.read(lambda: h2.goaway is not None, 5)
+        assert h2.goaway is not None and h2.goaway.last_stream_id == 3, "http2_max_requests 2: GOAWAY after two"
+    upgrade = raw(server, request("GET", "/facts", [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+                  ("HTTP2-Settings", ""), ("Connection", "close")]))  # fmt: skip
+    assert status_of(upgrade) == 200, "h2c_upgrade off: the request is answered over HTTP/1.1"
+
+
+@proves("http")
+def probe_http_versions(ctx: Ctx) -> None:
+    only1 = ctx.start("probe_apps:asgi", "--http", "1")
+    assert "HTTP/2 served" not in only1.output(), "http 1"
+    assert status_of(raw(only1, PREFACE)) == 400, "http 1: the preface is no HTTP/1.1 request, refused"
+    only2 = ctx.start("probe_apps:asgi", "--http", "2")
+    assert status_of(raw(only2, request("GET", "/facts", [("Connection", "close")]))) == 505, "http 2"
+    with H2Client.connect(only2.host, only2.port) as h2:
+        assert h2.get("/facts").status == 200, "http 2: HTTP/2 is served"
+
+
 # -- refusals: a setting that cannot act here stops the start ----------------------------------------------
 
 
@@ -832,6 +872,8 @@ REFUSALS = [
     (("--ws", "none", "--ws-max-size", "9"), "setting 'ws_max_size' has no effect with WebSocket turned off"),
     (("--log-config", "x.json", "--error-logfile", "e.log"), "setting 'error_logfile' has no effect with"),
     (("--access-log-json", "--access-logformat", "%(s)s"), "setting 'access_logformat' has no effect with"),
+    (("--http", "1", "--http2-max-requests", "5"), "setting 'http2_max_requests' has no effect with HTTP/2 turned"),
+    (("--http", "2", "--no-h2c-upgrade"), "setting 'h2c_upgrade' has no effect with 'http' '2'"),
 ]
 
 

@@ -846,7 +846,7 @@ def test_pool_bounds_concurrency_and_the_loop_keeps_serving(server: Server) -> N
         results = pool.map(one, range(8))
         time.sleep(0.1)
         started = time.monotonic()
-        status, _, _ = raw(server.port, b"BAD REQUEST LINE\r\n\r\n")  # answered by the loop itself
+        status, _, _ = raw(server.port, b"GET / HTTP/1.1\r\nBad Header: y\r\n\r\n")  # answered by the loop itself
         assert status == 400 and time.monotonic() - started < 0.4
         peaks = [r["peak"] for r in results]
     assert max(peaks) == 4  # --threads 4: the other four waited for a thread

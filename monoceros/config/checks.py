@@ -20,6 +20,10 @@ _HANDLERS = ("access_logfile", "error_logfile")
 _WS = (
     "ws_max_size", "ws_max_queue", "ws_ping_interval", "ws_ping_timeout", "ws_close_timeout", "ws_per_message_deflate",
 )  # fmt: skip
+_H2 = (
+    "http2_engine", "h2c_upgrade", "http2_max_concurrent_streams", "http2_initial_window_size",
+    "http2_connection_window_size", "http2_max_frame_size", "http2_max_requests",
+)  # fmt: skip
 _JITTERS = (
     ("max_requests_jitter", "max_requests"),
     ("max_worker_lifetime_jitter", "max_worker_lifetime"),
@@ -49,6 +53,10 @@ def contradictions(config: Config) -> list[str]:
         refuse(_HANDLERS, "with 'log_config': the logging config file decides where lines go")
     if config.ws == "none":
         refuse(_WS, "with WebSocket turned off ('ws' is 'none')")
+    if config.http == "1":
+        refuse(_H2, "with HTTP/2 turned off ('http' is '1')")
+    elif config.http == "2":
+        refuse(("h2c_upgrade",), "with 'http' '2': h2c upgrades an HTTP/1.1 request, which is not served")
     for jitter, base in _JITTERS:
         if not getattr(config, base) and getattr(config, jitter):
             refuse((jitter,), f"without {base!r}")

@@ -5,7 +5,7 @@ that mean exactly what a monoceros setting means are that setting's aliases, dec
 What is left is here, so that nothing is silently ignored and nothing silently means something else:
 
 - ``NOT_NEEDED``: an option whose job monoceros does anyway, or that only chose an implementation (gunicorn's
-  ``worker_tmp_dir``, uvicorn's ``--http httptools``). It is accepted, and a note saying so is logged at start.
+  ``worker_tmp_dir``, uvicorn's ``--http2``). It is accepted, and a note saying so is logged at start.
 - ``REFUSED``: an option monoceros cannot honour. Startup fails with a message that names the nearest monoceros
   setting or the way to get the same result.
 
@@ -99,12 +99,8 @@ FOREIGN: tuple[Foreign, ...] = (
     ),
     _refused("protocol", "monoceros speaks HTTP (and WebSocket), not uwsgi"),
     _refused("uwsgi_allow_ips", "monoceros speaks HTTP (and WebSocket), not uwsgi", flags=("--uwsgi-allow-from",)),
-    _refused("http_protocols", "monoceros serves HTTP/1.1 only for now"),
-    _refused("http2_cleartext", "monoceros serves HTTP/1.1 only for now"),
-    _refused("http2_max_concurrent_streams", "monoceros serves HTTP/1.1 only for now"),
-    _refused("http2_initial_window_size", "monoceros serves HTTP/1.1 only for now"),
-    _refused("http2_max_frame_size", "monoceros serves HTTP/1.1 only for now"),
-    _refused("http2_max_header_list_size", "monoceros serves HTTP/1.1 only for now"),
+    _refused("http_protocols", "use --http: 'auto' serves HTTP/1.1 and HTTP/2, '1' or '2' one of them"),
+    _needless("http2_cleartext", "HTTP/2 is served on cleartext ports by default (prior knowledge and h2c)"),
     _refused("paste_global", "pass the values in the PasteDeploy file itself"),
     _refused("permit_obsolete_folding", _PARSER, takes_value=False),
     _refused("strip_header_spaces", _PARSER, takes_value=False),
@@ -135,10 +131,9 @@ FOREIGN: tuple[Foreign, ...] = (
     _refused("check_config", "pass --check-config on the command line", takes_value=False),
     _refused("print_config", "pass --print-config on the command line", takes_value=False),
     # -- uvicorn -----------------------------------------------------------------------------------------
-    _needless("http", "monoceros always parses HTTP/1.1 with httptools (llhttp)"),
     _needless("use_colors", "monoceros does not colour its log lines", takes_value=False),
     _needless("no_use_colors", "monoceros does not colour its log lines", takes_value=False),
-    _refused("http2", "monoceros serves HTTP/1.1 only for now", takes_value=False),
+    _needless("http2", "HTTP/2 is served by default (--http auto)", takes_value=False),
     _refused("h11_max_incomplete_event_size", "the request head is bounded by --limit-request-headers-size"),
     _refused(
         "reset_contextvars", "each request already runs in its own copy of the server's context", takes_value=False

@@ -141,17 +141,18 @@ class HTTPSettings:
         section=LIMITS,
         validator=_positive,
         metavar="N",
-        help="Most header fields in one request. More gets 431.",
+        help="Most header fields in one request (an HTTP/2 header list too). More gets 431.",
     )
     # nginx: large_client_header_buffers 4 8k, so a request head tops out near 32 KiB; we allow double.
     limit_request_headers_size: int = setting(
         65536,
         section=LIMITS,
-        flags=["--max-request-header-size"],
-        aliases=["max_request_header_size"],
+        flags=["--max-request-header-size", "--http2-max-header-list-size"],
+        aliases=["max_request_header_size", "http2_max_header_list_size"],
         validator=_positive,
         metavar="BYTES",
-        help="Largest total size of all header fields in one request. More gets 431.",
+        help="Largest total size of all header fields in one request (an HTTP/2 header list too, counted as "
+        "SETTINGS_MAX_HEADER_LIST_SIZE counts: 32 bytes more per field). More gets 431.",
     )
     # nginx's client_max_body_size is 1 MiB, sized for an edge proxy; an app server receiving uploads needs
     # more. 100 MiB stops a runaway client without tripping ordinary uploads. 0 means no limit.

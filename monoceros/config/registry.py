@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .fields import Setting, _octal_mode, setting
+from .http2_settings import HTTP2Config
 from .http_settings import HTTPSettings
 from .process_settings import ProcessSettings
 from .server_settings import ServerSettings
@@ -26,7 +27,7 @@ __all__ = ["SETTINGS", "Config", "Setting", "_octal_mode", "registry", "setting"
 
 
 @dataclass(frozen=True)
-class Config(ProcessSettings, HTTPSettings, ServerSettings):
+class Config(ProcessSettings, HTTP2Config, HTTPSettings, ServerSettings):
     """Every setting, resolved and validated. Frozen; workers forked from the master share it.
 
     Beside the settings it records how they were resolved (``internal`` fields, not settings): which names a

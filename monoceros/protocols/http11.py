@@ -79,33 +79,16 @@ RECEIVING_HEAD, RECEIVING_BODY, SWITCHED, ERROR = (
 )  # fmt: skip
 
 TRANSITIONS: dict[str, frozenset[tuple[State, State]]] = {
-    "request": frozenset(
-        (
-            (IDLE, RECEIVING_HEAD),
-            (DONE, RECEIVING_HEAD),
-            (RECEIVING_HEAD, RECEIVING_BODY),
-            (RECEIVING_BODY, DONE),
-            (RECEIVING_BODY, MUST_CLOSE),
-            (DONE, SWITCHED),
-            (MUST_CLOSE, SWITCHED),
-            (IDLE, MUST_CLOSE),
-            (DONE, MUST_CLOSE),
-            (RECEIVING_HEAD, MUST_CLOSE),
-            (RECEIVING_HEAD, ERROR),
-            (RECEIVING_BODY, ERROR),
-        )
-    ),
-    "response": frozenset(
-        (
-            (IDLE, SENDING),
-            (DONE, SENDING),
-            (SENDING, DONE),
-            (SENDING, MUST_CLOSE),
-            (IDLE, MUST_CLOSE),
-            (DONE, MUST_CLOSE),
-        )
-    ),
-}
+    "request": frozenset((
+        (IDLE, RECEIVING_HEAD), (DONE, RECEIVING_HEAD), (RECEIVING_HEAD, RECEIVING_BODY), (RECEIVING_BODY, DONE),
+        (RECEIVING_BODY, MUST_CLOSE), (DONE, SWITCHED), (MUST_CLOSE, SWITCHED), (IDLE, MUST_CLOSE),
+        (DONE, MUST_CLOSE), (RECEIVING_HEAD, MUST_CLOSE), (RECEIVING_HEAD, ERROR), (RECEIVING_BODY, ERROR),
+    )),
+    "response": frozenset((
+        (IDLE, SENDING), (DONE, SENDING), (SENDING, DONE), (SENDING, MUST_CLOSE), (IDLE, MUST_CLOSE),
+        (DONE, MUST_CLOSE),
+    )),
+}  # fmt: skip
 
 _END = EndBody(STREAM)
 # What an error response answers when no request head could be read: GET over HTTP/1.1, for no connection.
@@ -124,12 +107,12 @@ class HTTP11Connection(HeadParser, ResponseFraming):
         "_field_size",
         "_fields_left",
         "_framing",
+        "_h2c",
         "_head_bytes",
         "_headers",
         "_headers_done",
         "_headers_max",
         "_headers_size",
-        "_last_request",
         "_max_head",
         "_no_body",
         "_parser",
@@ -139,6 +122,7 @@ class HTTP11Connection(HeadParser, ResponseFraming):
         "_special",
         "_url",
         "events",
+        "last_request",
         "limits",
         "request_state",
         "response_state",
@@ -149,10 +133,14 @@ class HTTP11Connection(HeadParser, ResponseFraming):
     _head_bytes: int  # bytes of the head so far, against _max_head
     _body_bytes: int  # bytes of the body so far, against the body limit
 
-    def __init__(self, limits: Limits, default_names: frozenset[bytes] = frozenset(), persistent: bool = True) -> None:
+    def __init__(
+        self, limits: Limits, default_names: frozenset[bytes] = frozenset(), persistent: bool = True, h2c: bool = False
+    ) -> None:
         """``default_names``: lowercase names of the default headers beyond Server and Date (``--header``).
-        ``persistent=False``: every response closes the connection (keep-alive is off)."""
+        ``persistent=False``: every response closes the connection (keep-alive is off). ``h2c``: agree to
+        ``Upgrade: h2c``."""
         self.limits = limits
+        self._h2c = h2c
         self.events: list[Event] = []
         self.request_state = IDLE
         self.response_state = IDLE
@@ -164,7 +152,7 @@ class HTTP11Connection(HeadParser, ResponseFraming):
         # The head's own fields (_url, _headers, _framing and their counts) are set by on_message_begin, which
         # comes before any use of them.
         self._request: HTTP11Request | None = None  # the request whose body is arriving
-        self._last_request: HTTP11Request | None = None
+        self.last_request: HTTP11Request | None = None  # the latest request head parsed (None: none yet)
         self._awaiting_continue: HTTP11Request | None = None  # holds its body back until 100 Continue
         # A WebSocket upgrade request ends HTTP/1.1 on this connection: the request, and what followed it.
         self.upgrade_request: HTTP11Request | None = None
@@ -190,15 +178,14 @@ class HTTP11Connection(HeadParser, ResponseFraming):
         except httptools.HttpParserUpgrade as exc:
             # llhttp stops after the head of an Upgrade or CONNECT request (one with "Connection: upgrade").
             offset = exc.args[0]
-            request = self._last_request
-            if request is not None and request.upgrade == b"websocket" and self.upgrade_request is None:
-                # A WebSocket handshake: HTTP/1.1 ends here whatever the answer. The bytes after the head
-                # belong to the WebSocket (or to nobody, if the handshake is refused and we close).
+            request = self.last_request
+            if request is not None and self.upgrade_request is None and _switches(request, self._h2c):
+                # HTTP/1.1 ends here whatever the answer; the bytes after the head are the next protocol's.
                 self.upgrade_request = request
                 self.upgrade_tail = data[offset:]
                 self.request_state = SWITCHED
                 return
-            # Any other upgrade (h2c, CONNECT) we do not agree to, so the request is an ordinary one
+            # Any other upgrade (h2c off, CONNECT) we do not agree to, so the request is an ordinary one
             # (RFC 9110 §7.8: a server may ignore Upgrade) and the bytes after it are the next request.
             if offset < len(data):
                 self.receive_data(data[offset:])
@@ -318,7 +305,7 @@ class HTTP11Connection(HeadParser, ResponseFraming):
             STREAM, method, url, path, query, version, self._headers, authority, has_body, expect_continue, None,
             parser.should_keep_alive(), upgrade,
         )  # fmt: skip
-        self._request = self._last_request = request
+        self._request = self.last_request = request
         if expect_continue and has_body:
             self._awaiting_continue = request
         self.events.append(request)
@@ -398,3 +385,12 @@ class HTTP11Connection(HeadParser, ResponseFraming):
         """The server stops taking requests: the response in progress, or else the next, is the last one, and
         says ``Connection: close``."""
         self._persistent = False
+
+
+def _switches(request: HTTP11Request, h2c: bool) -> bool:
+    """Whether an Upgrade request ends HTTP/1.1: a WebSocket handshake always; ``h2c`` when served, for a request
+    without a body that carries exactly one HTTP2-Settings (RFC 7540 §3.2)."""
+    if request.upgrade == b"websocket":
+        return True
+    settings = sum(1 for name, _ in request.headers if name == b"http2-settings")
+    return h2c and request.upgrade == b"h2c" and not request.has_body and settings == 1

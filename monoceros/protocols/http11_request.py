@@ -147,3 +147,9 @@ def classify(exc: Exception) -> ProtocolError:
     if "transfer-encoding" in text.lower() and "Invalid" in text:
         return ProtocolError(f"malformed request: {text}", 501 if "Unexpected" not in text else 400)
     return ProtocolError(f"malformed request: {text}")
+
+
+def is_http1_line(data: bytes) -> bool:
+    """Whether the first line of ``data`` ends as an HTTP/1.x request line does (or is not complete yet)."""
+    line, crlf, _ = data.partition(b"\n")
+    return not crlf or line.rstrip(b"\r")[-9:-1] == b" HTTP/1."

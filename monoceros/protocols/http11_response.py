@@ -15,6 +15,8 @@ from .headers import NO_SLOTS, Memo, check_header
 from .http11_request import HTTP11Request
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# RFC 7540 §3.2: the answer that accepts "Upgrade: h2c"; HTTP/2 follows on the same connection.
+SWITCHING_TO_H2C = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 
 
 def _status_line(status: int) -> bytes:

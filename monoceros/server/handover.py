@@ -1,9 +1,9 @@
 """How a connection changes hands between protocols' drivers.
 
-A connection that changes protocol mid-way (a WebSocket upgrade today; ``Upgrade: h2c`` or an HTTP/2 preface
-later) is handed over with a :class:`Handover`: the transport, what the first protocol learnt about the peer,
-and the bytes it read past the point of the switch. The next protocol takes the transport with
-:func:`hand_over`, so no driver ever holds on to another.
+A connection that changes protocol (a WebSocket upgrade, ``Upgrade: h2c``, HTTP/2's preface, or ALPN's
+``h2`` seen once the TLS handshake is done) is handed over with a :class:`Handover`: the transport, what the
+first protocol learnt about the peer, and the bytes it read past the point of the switch. The next protocol
+takes the transport with :func:`hand_over`, so no driver ever holds on to another.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Handover:
     state: ServerState
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
-    request: HTTP11Request  # the request that asked for the switch
+    request: HTTP11Request | None  # the request that asked for the switch (None: ALPN, or HTTP/2's preface)
     tail: bytes  # what was read after it, the next protocol's first bytes
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None

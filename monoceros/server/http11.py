@@ -28,15 +28,20 @@ import asyncio
 import logging
 from asyncio import Task
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..protocols.events import Body, EndBody, Event, ProtocolError
-from ..protocols.http11 import DONE, RECEIVING_HEAD, HTTP11Connection, HTTP11Request
-from .handover import Handover, hand_over
+from ..protocols.http2 import is_preface
+from ..protocols.http11 import DONE, IDLE, RECEIVING_HEAD, HTTP11Connection, HTTP11Request
+from ..protocols.http11_request import is_http1_line
+from ..protocols.http11_response import SWITCHING_TO_H2C
+from .deadline import HEADER, KEEPALIVE, LINGER, NONE, Deadline
+from .handover import Handover, Taker, hand_over
 from .http11_output import HTTP11Output
 from .state import ServerState
 from .stream import Stream
-from .tls_info import tls_extension
+from .tls_info import alpn, tls_extension
 
 log = logging.getLogger("monoceros.error")
 
@@ -46,14 +51,12 @@ PIPELINE_HIGH_WATER = 64  # events parsed ahead of the current exchange before r
 LINGER_SECONDS = 2.0  # after a final error response, how long to drain the client before closing
 SHUTDOWN_IDLE = 0.5  # on a graceful stop, how long an idle keep-alive connection may still bring a request
 
-_NONE, _HEADER, _KEEPALIVE, _LINGER = 0, 1, 2, 3
 # ASGI scope extensions every HTTP/1.1 connection offers (their values are empty dicts, by the spec): pathsend
 # (an app answers with a file's path, which goes out with sendfile) and trailers (fields after a chunked body).
 _EMPTY: dict[str, Any] = {}
-_INF = float("inf")
 
 
-class HTTP11Transport(HTTP11Output, asyncio.Protocol):
+class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
     """One client connection speaking HTTP/1.1."""
 
     __slots__ = (
@@ -88,7 +91,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         self.state = state
         self.loop = state.loop
         self.scheme = scheme
-        self.h11 = HTTP11Connection(state.limits, state.default_names, state.keep_alive > 0)
+        self.h11 = HTTP11Connection(state.limits, state.default_names, state.keep_alive > 0, state.h2c_upgrade)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
@@ -99,10 +102,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         self.peer_eof = False
         self.lost = False
         self._closing = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_when = _INF
-        self._deadline = _INF
-        self._deadline_kind = _NONE
+        self._init_deadline()
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------
 
@@ -120,21 +120,29 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
             self.server = (sock, None)
         if self.scheme == "https":
             self.extensions["tls"] = tls_extension(self.transport)
+            if state.http2 is not None and alpn(self.transport) == "h2":
+                self._switch(None, b"", state.http2.driver)  # TLS chose HTTP/2
+                return
         if len(state.connections) > state.limit_concurrency:
             # Past the per-worker connection limit: a quick, explicit 503 beats a silent queue.
             self._send_error(503, "the server is at its connection limit")
             return
-        self._set_deadline(_HEADER, state.header_timeout)
+        self._set_deadline(HEADER, state.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._error is not None:
             return  # lingering after a final response, or past a protocol error: drain and drop
         h11 = self.h11
+        if h11.request_state is IDLE and self._first_bytes(data):
+            return
         try:
             h11.receive_data(data)
         except ProtocolError as exc:
+            if h11.last_request is None and self.state.http2 is not None and not is_http1_line(data):
+                self._close()  # neither HTTP/2's preface nor an HTTP/1.x request line: nothing to answer in
+                return
             # Requests parsed before the bad bytes are still answered, in order; the error comes last.
-            self._error = _detached(exc)
+            self._error = exc.detached()
             self._pause_reading()
         events = h11.events
         if (
@@ -157,9 +165,9 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         self._dispatch()
         if h11.upgrade_request is not None and self.exchange is not None:
             self._pause_reading()  # a WebSocket handshake waits behind a pipelined request: hold its bytes
-        if self._deadline_kind == _KEEPALIVE and self.exchange is None and h11.request_state is RECEIVING_HEAD:
+        if self._deadline_kind == KEEPALIVE and self.exchange is None and h11.request_state is RECEIVING_HEAD:
             # A request head has begun but not ended: from now on it has header_timeout to arrive.
-            self._set_deadline(_HEADER, self.state.header_timeout)
+            self._set_deadline(HEADER, self.state.header_timeout)
 
     def eof_received(self) -> bool | None:
         if self._closing:
@@ -168,7 +176,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         try:
             self.h11.receive_eof()
         except ProtocolError as exc:
-            self._error = _detached(exc)
+            self._error = exc.detached()
             self._dispatch()
         if self.exchange is not None:
             self.exchange.on_peer_eof()
@@ -180,10 +188,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         self.lost = True
         self.h11.release()
         self.state.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._deadline_kind = _NONE
+        self._stop_deadline()
         exchange = self.exchange
         if exchange is not None:
             exchange.on_disconnect()
@@ -239,7 +244,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
 
     def _start(self, request: HTTP11Request, whole: bool = False) -> Stream:
         """Start the stream and the app's task for ``request``; ``whole``: its (empty) body is complete."""
-        self._deadline_kind = _NONE
+        self._deadline_kind = NONE
         state = self.state
         state.requests_served += 1
         if state.requests_served == state.request_limit:
@@ -256,29 +261,47 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         Task(state.handler(exchange), loop=self.loop, name=TASK_NAME)
         return exchange
 
+    def _first_bytes(self, data: bytes) -> bool:
+        """The connection's first bytes: HTTP/2's preface (prior knowledge) switches it. True when handled."""
+        state = self.state
+        if state.http2 is not None and is_preface(data):
+            self._switch(None, data, state.http2.driver)  # cleartext HTTP/2 with prior knowledge
+            return True
+        if not state.http1:
+            self._send_error(505, "this server speaks HTTP/2 only (--http 2)")
+            return True
+        return False
+
     def _upgrade(self, request: HTTP11Request) -> None:
-        """A WebSocket upgrade request, the last this connection parses: hand the connection over."""
-        self._deadline_kind = _NONE
-        self._pending.clear()
-        handler = self.state.ws_handler
-        if handler is None:
-            if not self.state.ws_refusal_logged:
-                self.state.ws_refusal_logged = True  # once per worker: a client may retry in a loop
-                log.warning("Refusing WebSocket upgrade requests with 400: %s", self.state.ws_unavailable)
-            self._send_error(400, self.state.ws_unavailable)
+        """An upgrade request the protocol agreed to, the last this connection parses: a WebSocket, or h2c."""
+        state = self.state
+        if request.upgrade == b"h2c" and state.http2 is not None:
+            self.transport.write(SWITCHING_TO_H2C)
+            self._switch(request, self.h11.upgrade_tail, state.http2.driver)
+            return
+        if state.ws_handler is None:
+            self._deadline_kind = NONE
+            self._pending.clear()
+            if not state.ws_refusal_logged:
+                state.ws_refusal_logged = True  # once per worker: a client may retry in a loop
+                log.warning("Refusing WebSocket upgrade requests with 400: %s", state.ws_unavailable)
+            self._send_error(400, state.ws_unavailable)
             return
         from .websocket import WebSocketConnection
 
+        self._switch(request, self.h11.upgrade_tail, WebSocketConnection)
+
+    def _switch(self, request: HTTP11Request | None, tail: bytes, make: Callable[[Handover], Taker]) -> None:
+        """Hand the connection over to another protocol's driver, with what HTTP/1.1 read past the switch."""
+        self._pending.clear()
         handover = Handover(
-            self.state, self.loop, self.transport, request, self.h11.upgrade_tail, self.client, self.server,
+            self.state, self.loop, self.transport, request, tail, self.client, self.server,
             self.scheme, self.extensions, self.read_paused, self.write_paused, self.h11,
         )  # fmt: skip
         self.h11.release()
         self.state.connections.discard(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        hand_over(handover, WebSocketConnection)
+        self._stop_deadline()
+        hand_over(handover, make)
 
     def done(self, exchange: Stream) -> None:
         """The stream's response is complete (its last byte is written). Once its request is complete too (the
@@ -298,13 +321,13 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
             self._dispatch()
         if self.exchange is None and not self._closing:
             if self.h11.request_state is RECEIVING_HEAD:
-                self._set_deadline(_HEADER, self.state.header_timeout)
+                self._set_deadline(HEADER, self.state.header_timeout)
                 return
-            # _set_deadline(_KEEPALIVE, ...), inline: this runs after every keep-alive response
-            self._deadline_kind = _KEEPALIVE
+            # _set_deadline(KEEPALIVE, ...), inline: this runs after every keep-alive response
+            self._deadline_kind = KEEPALIVE
             deadline = self._deadline = self.loop.time() + self.state.keep_alive
             if deadline < self._timer_when:
-                self._set_deadline(_KEEPALIVE, self.state.keep_alive)
+                self._set_deadline(KEEPALIVE, self.state.keep_alive)
 
     @property
     def busy(self) -> bool:
@@ -324,7 +347,7 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         if self.exchange is None and not self.lost and not self._closing:
             if self._pending or self.h11.request_in_progress:
                 return  # a request is arriving: it is served, then the connection closes
-            self._set_deadline(_KEEPALIVE, min(SHUTDOWN_IDLE, self.state.keep_alive))
+            self._set_deadline(KEEPALIVE, min(SHUTDOWN_IDLE, self.state.keep_alive))
 
     # -- flow control ------------------------------------------------------------------------------------
 
@@ -335,29 +358,8 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
         elif self._read_paused and size == 0:
             self._resume_reading()
 
-    # -- deadlines ---------------------------------------------------------------------------------------
-
-    def _set_deadline(self, kind: int, timeout: float) -> None:
-        self._deadline_kind = kind
-        deadline = self._deadline = self.loop.time() + timeout
-        if deadline < self._timer_when:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_when = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_when = _INF
-        kind = self._deadline_kind
-        if kind == _NONE or self.lost:
-            return
-        if self.loop.time() < self._deadline:
-            self._timer_when = self._deadline
-            self._timer = self.loop.call_at(self._deadline, self._on_timer)
-            return
-        self._deadline_kind = _NONE
-        if kind == _HEADER and self.exchange is None and self.h11.request_in_progress:
+    def _deadline_passed(self, kind: int) -> None:
+        if kind == HEADER and self.exchange is None and self.h11.request_in_progress:
             self._send_error(408, "the request head did not arrive in time")
         else:
             self.transport.close()
@@ -383,15 +385,6 @@ class HTTP11Transport(HTTP11Output, asyncio.Protocol):
             transport.close()
         elif transport.can_write_eof():
             transport.write_eof()
-            self._set_deadline(_LINGER, LINGER_SECONDS)
+            self._set_deadline(LINGER, LINGER_SECONDS)
         else:
             transport.close()
-
-
-def _detached(error: ProtocolError) -> ProtocolError:
-    """The error without its traceback and context: kept on the connection, they would tie it into a
-    reference cycle (error, traceback, frame, connection) that only the cyclic collector frees."""
-    error.__traceback__ = None
-    error.__context__ = None
-    error.__cause__ = None
-    return error

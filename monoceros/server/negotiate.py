@@ -1,10 +1,14 @@
 """Where a connection's protocol is chosen.
 
-A listener's connections start with the protocol :func:`protocol_factory` picks. Today that is HTTP/1.1
-whatever the client offers: a TLS client's ALPN list is answered with ``http/1.1`` only (server/tls.py), and a
-cleartext client that opens with HTTP/2's preface gets HTTP/1.1's 400. When HTTP/2 comes, the choice is made
-here: by the protocol ALPN selected once the TLS handshake is done, or by the preface's first bytes; an
-``Upgrade: h2c`` request hands its connection over (server/handover.py) as the WebSocket upgrade does.
+Every connection starts with HTTP/1.1's driver (:func:`protocol_factory`), which costs nothing when the
+client speaks HTTP/1.1. It switches to HTTP/2 (server/http2.py, handed over as server/handover.py does) in
+three places, by the rules here and in ``protocols/http2.py``:
+
+- TLS: once the handshake is done, if ALPN chose ``h2`` (offered first, :func:`alpn_protocols`);
+- cleartext: if the first bytes are HTTP/2's preface (prior knowledge, as load balancers and gRPC use it);
+- an ``Upgrade: h2c`` request without a body (RFC 7540 §3.2), answered 101.
+
+``--http 1`` turns all three off; ``--http 2`` offers only ``h2`` and refuses HTTP/1.x requests with 505.
 """
 
 from __future__ import annotations
@@ -17,5 +21,12 @@ from .state import ServerState
 
 
 def protocol_factory(state: ServerState, scheme: str) -> Callable[[], asyncio.Protocol]:
-    """What each new connection of a listener starts speaking: HTTP/1.1, the one protocol served yet."""
+    """What each new connection of a listener starts speaking: HTTP/1.1, which hands over to HTTP/2."""
     return lambda: HTTP11Transport(state, scheme)
+
+
+def alpn_protocols(state: ServerState) -> tuple[str, ...]:
+    """The protocols TLS offers in ALPN, the server's preference first."""
+    if state.http2 is None:
+        return ("http/1.1",)
+    return ("h2", "http/1.1") if state.http1 else ("h2",)

@@ -11,9 +11,10 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..config import Config
+from ..protocols.http2 import HTTP2Engine, HTTP2Settings
 from ..protocols.http11 import Limits
 
 if TYPE_CHECKING:
@@ -41,6 +42,18 @@ class Connection(Protocol):
 
     def cut(self) -> None:
         """Stop at once: whatever is in flight ends now."""
+
+
+class HTTP2Service(NamedTuple):
+    """HTTP/2 as this worker serves it: the engine to make per connection, and what it advertises."""
+
+    make: Callable[[HTTP2Settings, Callable[[], float]], HTTP2Engine]
+    settings: HTTP2Settings
+    max_requests: int
+    description: str  # which engine and tier, for the log
+    # server/http2.py's driver, handed a connection that switches (a Handover, to a handover.Taker; typed
+    # loosely here, as handover.py's types come from this module)
+    driver: Callable[[Any], Any]
 
 
 class ServerState:
@@ -78,6 +91,10 @@ class ServerState:
         self.ws_refusal_logged = False
         self.ws_shutdown_code = 1001
         self.shutting_down = False
+        # HTTP/2, when served (the worker sets it up); HTTP/1.1 is off only with --http 2.
+        self.http2: HTTP2Service | None = None
+        self.http1 = config.http != "2"
+        self.h2c_upgrade = config.h2c_upgrade and config.http == "auto"
         # Requests taken (counted as each starts), and the worker's limit: at it, ``limit_reached`` is called
         # before the request runs, so its answer can say "Connection: close". 0 means no limit.
         self.requests_served = 0

@@ -33,3 +33,9 @@ def tls_extension(transport: asyncio.Transport) -> dict[str, Any]:
 
 
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+def alpn(transport: asyncio.BaseTransport) -> str | None:
+    """The protocol TLS's ALPN chose (None without TLS or ALPN)."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    return ssl_object.selected_alpn_protocol() if ssl_object is not None else None

@@ -57,6 +57,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         state = self.state = http.state
         config = state.config
         request = http.request
+        assert request is not None, "a WebSocket is handed over with its handshake request"
         tail = http.tail
         self.loop = http.loop
         self.transport = http.transport

@@ -26,18 +26,25 @@ from ..adapters.asgi_http import ASGIApp, ASGIHTTPHandler, asgi2_to_asgi3
 from ..adapters.asgi_websocket import ASGIWebSocketHandler
 from ..adapters.lifespan import Lifespan
 from ..config import Config
+from ..errors import ConfigError
 from ..logs import reopen_log_files
+from ..protocols.http2 import HTTP2Settings
+from ..protocols.http2_engines import engine_factory
 from .app_loader import LoadedApp, load_app, warn_unused_settings
+from .http2 import HTTP2Transport
 from .listeners import describe
 from .memory import freeze_startup_objects, retain_heap
-from .negotiate import protocol_factory
+from .negotiate import alpn_protocols, protocol_factory
 from .proxy import ProxyTrust
-from .state import Handler, ServerState
+from .state import Handler, HTTP2Service, ServerState
 from .tls import create_ssl_context
 
 log = logging.getLogger("monoceros.error")
 
 DRAIN_POLL = 0.05  # seconds between checks for in-flight requests during a graceful stop
+# An HTTP/2 connection's budget of resets (both ways) and control frames: libnghttp2's own reset limit as
+# Debian backported it (1,000, refilled at 33 a second), applied to both engines.
+RESET_BURST, RESET_RATE = 1000, 33.0
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -47,8 +54,6 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
             import uvloop
         except ImportError:
             if kind == "uvloop":
-                from ..errors import ConfigError
-
                 raise ConfigError("setting 'loop' is 'uvloop' but uvloop is not installed") from None
         else:
             loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
@@ -131,7 +136,8 @@ class Worker:
         state.request_limit = self.link.request_limit
         state.limit_reached = self._retire
         self._serve_websocket(state, interface)
-        ssl_context = create_ssl_context(config)
+        self._serve_http2(state)
+        ssl_context = create_ssl_context(config, alpn_protocols(state))
         sockets = self.sockets
         try:
             if self.lifespan is not None:
@@ -188,6 +194,33 @@ class Worker:
         else:
             assert self.lifespan is not None and self._asgi_app is not None
             state.ws_handler = ASGIWebSocketHandler(self._asgi_app, self.config, self.lifespan.state)
+
+    def _serve_http2(self, state: ServerState) -> None:
+        """HTTP/2 on the engine --http2-engine asks for (unless --http 1): the log says which serves."""
+        config = self.config
+        if config.http == "1":
+            return
+        try:
+            make, description = engine_factory(config.http2_engine)
+        except ImportError as exc:
+            if config.http == "2" or config.http2_engine != "auto":
+                setting = "http" if config.http == "2" else "http2_engine"
+                raise ConfigError(f"setting '{setting}' asks for HTTP/2, which cannot be served here: {exc}") from None
+            log.warning("HTTP/2 is not served: %s", exc)
+            return
+        settings = HTTP2Settings(
+            max_concurrent_streams=config.http2_max_concurrent_streams,
+            initial_window_size=config.http2_initial_window_size,
+            connection_window_size=config.http2_connection_window_size,
+            max_frame_size=config.http2_max_frame_size,
+            max_header_list_size=config.limit_request_headers_size,
+            max_header_count=config.limit_request_fields,
+            connect_protocol=False,
+            reset_burst=RESET_BURST,
+            reset_rate=RESET_RATE,
+        )
+        state.http2 = HTTP2Service(make, settings, config.http2_max_requests, description, HTTP2Transport)
+        log.info("HTTP/2 served by %s", description)
 
     def restarting(self) -> None:
         """This worker stops because it is being replaced (a reload or a recycle), not because the server is

@@ -1,0 +1,347 @@
+"""The HTTP/2 connection driver: an asyncio protocol that runs one HTTP/2 engine (protocols/http2.py).
+
+Theory of operation
+-------------------
+A connection becomes HTTP/2 by a hand-over from HTTP/1.1's driver (server/handover.py): TLS ALPN chose
+``h2``, the client opened with the preface (prior knowledge), or an ``Upgrade: h2c`` request was accepted
+(stream 1 is that request). Bytes go to the engine; its events start a :class:`~monoceros.server.stream.Stream`
+and the app's task per request, and feed the streams their bodies. The streams write through one
+:class:`~monoceros.server.http2_output.HTTP2Output`; what the engine produces is written once per loop turn.
+
+Limits: past ``max_concurrent_streams`` app tasks still running (a reset stream keeps its slot until its task
+has ended), a new stream is refused (REFUSED_STREAM, never a connection error); a header list over the limits
+is answered 431, a body over ``limit_request_body`` 413. After ``http2_max_requests`` streams the connection
+says GOAWAY and ends once they are answered, as nginx's ``keepalive_requests`` does.
+
+Deadlines: the preface and the first request have ``header_timeout``; a connection with no stream open closes
+after ``keep_alive`` seconds. A graceful stop sends GOAWAY with the last stream id: streams in flight finish,
+then the connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from asyncio import Task
+from typing import TYPE_CHECKING, Any
+
+from ..protocols.events import Body, EndBody, Rejected, Request, StreamReset
+from ..protocols.http2 import ENHANCE_YOUR_CALM, NO_ERROR, REFUSED_STREAM, HTTP2Error, response_fields
+from .flow import FlowControl
+from .http2_output import HTTP2Output
+from .stream import Stream
+
+if TYPE_CHECKING:
+    from .handover import Handover
+
+log = logging.getLogger("monoceros.error")
+
+TASK_NAME = "monoceros-request-h2"
+
+
+class HTTP2Transport(FlowControl, asyncio.Protocol):
+    """One client connection speaking HTTP/2."""
+
+    def __init__(self, http: Handover) -> None:
+        super().__init__()
+        state = self.state = http.state
+        self.loop = http.loop
+        self.transport = http.transport
+        self.client = http.client
+        self.server = http.server
+        self.scheme = http.scheme
+        self.extensions = http.extensions  # pathsend (read in pieces) and trailers work over HTTP/2 too
+        self.lost = False
+        self._read_paused = http.read_paused
+        self.write_paused = http.write_paused
+        self._first = http.tail
+        self._upgrade = http.request  # an h2c upgrade's request: stream 1
+        service = state.http2
+        assert service is not None, "HTTP/2 is handed a connection only when it is served"
+        self.service = service
+        self.engine = service.make(service.settings, time.monotonic)
+        self.output = HTTP2Output(self, self.engine)
+        self.streams: dict[int, Stream] = {}
+        self._running: set[Task[None]] = set()  # app tasks still running, reset streams' included
+        self._started = 0
+        self._closing = False
+        self._ended = False  # the transport is being closed
+        self._flush_scheduled = False
+        self._body_sizes: dict[int, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- life ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        state = self.state
+        state.connections.add(self)
+        self._arm(state.header_timeout)
+        request = self._upgrade
+        if request is not None:
+            payload = _settings_payload(request.headers)
+            try:
+                self.engine.upgrade(payload, request.method == "HEAD")
+            except Exception as exc:  # a bad HTTP2-Settings header was refused before the 101
+                log.debug("h2c upgrade failed: %s", exc)
+                self._abort()
+                return
+            self._open(_as_h2(request))
+        if state.shutting_down:
+            self.shutdown()
+        data, self._first = self._first, b""
+        if data:
+            self.data_received(data)
+        else:
+            self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing and self.engine.finished:
+            return
+        engine = self.engine
+        try:
+            engine.receive_data(data)
+        except HTTP2Error as exc:
+            log.debug("HTTP/2 connection from %s ends: %s", self.client, exc)
+            self._dispatch()
+            self.flush()
+            self._finish()
+            return
+        self._dispatch()
+        self.flush()
+        if engine.finished:
+            self._finish()
+
+    def _dispatch(self) -> None:
+        events = self.engine.events
+        if not events:
+            return
+        streams = self.streams
+        for event in events:
+            kind = type(event)
+            if kind is Body:
+                stream = streams.get(event.stream_id)
+                if stream is None or stream.response_done:
+                    self.engine.consume(event.stream_id, len(event.data))  # type: ignore[union-attr]
+                else:
+                    self._feed(stream, event.data)  # type: ignore[union-attr]
+            elif kind is EndBody:
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.feed_end()
+            elif kind is Request:
+                self._open(event)  # type: ignore[arg-type]
+            elif kind is StreamReset:
+                stream = streams.pop(event.stream_id, None)
+                if stream is not None:
+                    stream.fail()
+                    self.output.forget(event.stream_id)
+            elif kind is Rejected:
+                self._answer(event.stream_id, event.status, event.detail, not event.ended)  # type: ignore[union-attr]
+        events.clear()
+
+    def _open(self, request: Request) -> None:
+        state = self.state
+        sid = request.stream_id
+        if len(self._running) >= self.service.settings.max_concurrent_streams:
+            self.engine.reset_stream(sid, REFUSED_STREAM)  # the client may retry it: nothing was processed
+            return
+        self._cancel_timer()
+        stream = Stream(
+            self.output, self.loop, request, self.client, self.server, self.scheme, self.extensions,
+            state.access_log, not request.has_body,
+        )  # fmt: skip
+        proxy = state.proxy
+        if proxy is not None:
+            stream.client, stream.scheme = proxy.resolve(self.client, self.scheme, request.headers)
+        limit = state.limits.body
+        if limit and request.has_body:
+            length = _content_length(request.headers)
+            if length is not None and length > limit:
+                self._answer(sid, 413, "request body too large", True)
+                return
+        self.streams[sid] = stream
+        state.requests_served += 1
+        if state.requests_served == state.request_limit:
+            state.limit_reached()
+        self._started += 1
+        if self._started >= self.service.max_requests and not self._closing:
+            self.shutdown()  # as nginx's keepalive_requests: this connection's last
+        task = Task(state.handler(stream), loop=self.loop, name=TASK_NAME)
+        self._running.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _feed(self, stream: Stream, data: bytes) -> None:
+        limit = self.state.limits.body
+        if limit:
+            sid = stream.request.stream_id
+            size = self._body_sizes.get(sid, 0) + len(data)
+            self._body_sizes[sid] = size
+            if size > limit:
+                self.engine.consume(sid, len(data))
+                if not stream.response_started:
+                    self.streams.pop(sid, None)
+                    stream.fail()
+                    self.output.forget(sid)
+                    self._answer(sid, 413, "request body too large", True)
+                else:
+                    self.output.reset(stream)
+                return
+        stream.feed(data)
+
+    def _answer(self, sid: int, status: int, detail: str, stop: bool) -> None:
+        """An answer from the server itself, without an app (431, 413). ``stop``: the request body is still
+        coming; RFC 9113 §8.1 lets the server ask the client to stop with RST_STREAM(NO_ERROR)."""
+        body = detail.encode() + b"\n"
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        engine = self.engine
+        engine.send_headers(sid, status, response_fields(status, headers, self.state.default_headers), False)
+        engine.send_data(sid, body, True)
+        if stop:
+            engine.stop_after_response(sid)
+        if self.state.access_log is not None:
+            self.state.access_log.log_refusal(self.client, status, len(body))
+
+    def _task_done(self, task: Task[None]) -> None:
+        self._running.discard(task)
+        if self._closing or not self.streams:
+            self._idle()
+
+    def stream_done(self, stream: Stream) -> None:
+        """The stream's response is complete: it no longer counts as open."""
+        sid = stream.request.stream_id
+        if self.streams.get(sid) is stream:
+            del self.streams[sid]
+        self._body_sizes.pop(sid, None)
+
+    def _idle(self) -> None:
+        """No stream is open: finish a closing connection, or wait ``keep_alive`` for the next request."""
+        if self.streams or self.lost:
+            return
+        if self._closing:
+            if not self._running:
+                self._finish()
+            return
+        self._arm(self.state.keep_alive)
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._deferred_flush)
+
+    def _deferred_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the engine has for the wire (unless the socket is behind: then on resume)."""
+        if self.lost or self.write_paused:
+            return
+        data = self.engine.data_to_send()
+        if data:
+            self.transport.write(data)
+        self.output.wake()
+        if self._closing and not self.streams and not self._ended and self.engine.finished:
+            self._finish()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.flush()
+
+    # -- ending --------------------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.streams)
+
+    def shutdown(self) -> None:
+        """Graceful stop: GOAWAY with the last stream id; open streams finish, then the connection closes."""
+        if self._closing or self.lost:
+            return
+        self._closing = True
+        self.engine.shutdown()
+        self.flush()
+        self._idle()
+
+    def cut(self) -> None:
+        self._abort()
+
+    def _abort(self) -> None:
+        if not self.lost:
+            self.transport.abort()
+
+    def _finish(self) -> None:
+        """Write what is queued (a GOAWAY), then close."""
+        if self._ended or self.lost:
+            return
+        self._ended = True
+        self.flush()
+        self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # HTTP/2 has no half-close of the connection: the peer is gone
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.state.connections.discard(self)
+        self._cancel_timer()
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            stream.on_disconnect()
+        self.output.wake_all()
+        self._wake_drain()
+        self.engine.close()
+
+    # -- deadlines ---------------------------------------------------------------------------------------
+
+    def _arm(self, timeout: float) -> None:
+        self._cancel_timer()
+        self._timer = self.loop.call_later(timeout, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.streams or self.lost:
+            return
+        self.engine.terminate(NO_ERROR)  # idle, or the first request never came: GOAWAY, then close
+        self.flush()
+        self._finish()
+
+    def calm_down(self) -> None:
+        """A budget was spent: ENHANCE_YOUR_CALM, then close."""
+        self.engine.terminate(ENHANCE_YOUR_CALM)
+        self.flush()
+        self._finish()
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _settings_payload(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The HTTP2-Settings header, decoded (base64url without padding, RFC 7540 §3.2.1)."""
+    import base64
+
+    for name, value in headers:
+        if name == b"http2-settings":
+            return base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
+    return b""
+
+
+def _as_h2(request: Any) -> Request:
+    """The upgrade request as stream 1 of the new HTTP/2 connection, without HTTP/1.1's connection fields."""
+    drop = (b"connection", b"upgrade", b"http2-settings", b"keep-alive", b"proxy-connection", b"transfer-encoding")
+    headers = [(n, v) for n, v in request.headers if n not in drop]
+    return Request(
+        1, request.method, request.target, request.path, request.query, "2", headers, request.authority,
+        False, False, None,
+    )  # fmt: skip

@@ -1,0 +1,190 @@
+"""HTTP/2's output: how the streams of one connection write through its engine.
+
+One :class:`HTTP2Output` serves every stream of a connection. A final head is held until the first body
+bytes, so a response whose body is empty leaves as one HEADERS frame with END_STREAM. Body bytes queue in the
+engine until the peer's windows let them go; a stream may send more while less than ``STREAM_HIGH_WATER``
+waits, and :meth:`wait_writable` parks it until the window (and the socket) take it. What the engines produce
+is written once per loop turn, so the frames of many streams leave in one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import ClientDisconnected
+from ..protocols.headers import check_header
+from ..protocols.http2 import INTERNAL_ERROR, HTTP2Engine, response_fields
+
+if TYPE_CHECKING:
+    from .state import ServerState
+    from .stream import Stream
+
+STREAM_HIGH_WATER = 65536  # body bytes a stream may queue past its window before its sender waits
+
+
+class Driver(Protocol):
+    """What the output needs of its connection's driver (server/http2.py)."""
+
+    state: ServerState
+    loop: asyncio.AbstractEventLoop
+    lost: bool
+    write_paused: bool
+
+    def flush(self) -> None: ...
+
+    def flush_soon(self) -> None: ...
+
+    def stream_done(self, stream: Stream) -> None: ...
+
+
+class HTTP2Output:
+    """The ``Output`` of every stream on one HTTP/2 connection."""
+
+    __slots__ = ("_heads", "_statuses", "_unread", "_waiters", "conn", "engine")
+
+    trailers = True  # HTTP/2 carries trailer fields after any body
+
+    def __init__(self, conn: Driver, engine: HTTP2Engine) -> None:
+        self.conn = conn
+        self.engine = engine
+        self._heads: dict[int, tuple[int, list[tuple[bytes, bytes]]]] = {}  # final heads held for the body
+        self._statuses: dict[int, int] = {}
+        self._unread: dict[int, int] = {}  # body bytes a stream holds that its app has not read
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+
+    def send_head(self, stream: Stream, status: int, headers: list[tuple[bytes, bytes]], close: bool) -> None:
+        for name, value in headers:
+            check_header(name, value)
+        sid = stream.request.stream_id
+        fields = response_fields(status, headers, self.conn.state.default_headers)
+        if status < 200:
+            if not stream.gone:
+                self.engine.send_headers(sid, status, fields, False)
+                self.conn.flush_soon()
+            return
+        self._statuses[sid] = status
+        if not self.body_allowed(stream):
+            self._heads.pop(sid, None)
+            self.engine.send_headers(sid, status, fields, True)
+            self.conn.flush_soon()
+            return
+        self._heads[sid] = (status, fields)
+
+    def _release_head(self, sid: int, end: bool) -> bool:
+        """Send the held head; True when it went with END_STREAM (an empty body)."""
+        head = self._heads.pop(sid, None)
+        if head is None:
+            return False
+        self.engine.send_headers(sid, head[0], head[1], end)
+        return end
+
+    def send_data(self, stream: Stream, data: bytes, more: bool, batch: bool) -> bool:
+        sid = stream.request.stream_id
+        if stream.gone:
+            return True
+        engine = self.engine
+        if not self._release_head(sid, not data and not more) and self._statuses.get(sid, 200) not in (204, 304):
+            if stream.request.method != "HEAD":
+                engine.send_data(sid, data, not more)
+            elif not more:
+                engine.send_data(sid, b"", True)
+        if batch and more:
+            self.conn.flush_soon()
+        else:
+            self.conn.flush()
+        return engine.pending(sid) < STREAM_HIGH_WATER and not self.conn.write_paused
+
+    def flush(self, stream: Stream) -> bool:
+        self.conn.flush()
+        sid = stream.request.stream_id
+        return self.engine.pending(sid) < STREAM_HIGH_WATER and not self.conn.write_paused
+
+    def send_trailers(self, stream: Stream, headers: list[tuple[bytes, bytes]]) -> None:
+        for name, value in headers:
+            check_header(name, value)
+        sid = stream.request.stream_id
+        self._release_head(sid, False)
+        self.engine.send_trailers(sid, [(name.lower(), value) for name, value in headers])
+        self.conn.flush()
+
+    async def wait_writable(self, stream: Stream) -> None:
+        sid = stream.request.stream_id
+        conn = self.conn
+        while not stream.gone and (self.engine.pending(sid) >= STREAM_HIGH_WATER or conn.write_paused):
+            if conn.lost:
+                break
+            waiter = self._waiters.get(sid)
+            if waiter is None or waiter.done():
+                waiter = self._waiters[sid] = conn.loop.create_future()
+            await waiter
+        if stream.gone or conn.lost:
+            raise ClientDisconnected("client disconnected")
+
+    def wake(self) -> None:
+        """After a write: wake the senders whose stream has room again (or is gone)."""
+        if not self._waiters:
+            return
+        engine = self.engine
+        paused = self.conn.write_paused
+        for sid, waiter in list(self._waiters.items()):
+            if waiter.done():
+                del self._waiters[sid]
+            elif not paused and engine.pending(sid) < STREAM_HIGH_WATER:
+                del self._waiters[sid]
+                waiter.set_result(None)
+
+    def wake_all(self) -> None:
+        """The connection is gone: every sender must find out."""
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def wake_stream(self, sid: int) -> None:
+        waiter = self._waiters.pop(sid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def send_continue(self, stream: Stream) -> None:
+        """HTTP/2 requests carry no ``Expect: 100-continue`` the server must answer (see request_from_fields)."""
+
+    def body_allowed(self, stream: Stream) -> bool:
+        return stream.request.method != "HEAD" and self._statuses.get(stream.request.stream_id, 200) not in (204, 304)
+
+    async def send_file(self, stream: Stream, fd: int, offset: int, count: int, name: str) -> int | None:
+        return None  # DATA frames are framed: the stream sends the file in pieces, under flow control
+
+    def reset(self, stream: Stream) -> None:
+        sid = stream.request.stream_id
+        self._heads.pop(sid, None)
+        self.engine.reset_stream(sid, INTERNAL_ERROR)
+        self.conn.flush()
+
+    def buffered(self, stream: Stream, size: int) -> None:
+        """The app took body bytes: reopen the windows by as much (so a slow reader pushes back)."""
+        sid = stream.request.stream_id
+        taken = self._unread.get(sid, 0) - size
+        self._unread[sid] = size
+        if taken > 0:
+            self.engine.consume(sid, taken)
+            self.conn.flush_soon()
+
+    def done(self, stream: Stream) -> None:
+        sid = stream.request.stream_id
+        if not stream.body_done and not stream.gone:
+            # RFC 9113 §8.1: the answer is complete before the request: tell the client to stop sending.
+            self.engine.stop_after_response(sid)
+            self.conn.flush_soon()
+        self.forget(sid)
+        self.conn.stream_done(stream)
+
+    def forget(self, sid: int) -> None:
+        """The stream is over for its app: body bytes it never read still count against the connection's
+        window, so they are consumed now."""
+        self._heads.pop(sid, None)
+        self._statuses.pop(sid, None)
+        unread = self._unread.pop(sid, 0)
+        if unread:
+            self.engine.consume(sid, unread)
+        self.wake_stream(sid)
