@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .fields import _positive, setting
+from .fields import _non_negative, _positive, setting
 
 H2 = "HTTP/2"
 
@@ -90,8 +90,9 @@ class HTTP2Config:
     http2_max_requests: int = setting(
         1000,
         section=H2,
-        validator=_positive,
+        validator=_non_negative,
         metavar="N",
         help="Streams one connection may open; then the server says GOAWAY and closes it once they are "
-        "answered, so long-lived connections spread over the workers.",
+        "answered, so long-lived connections spread over the workers. 0: no limit (h2load's -D runs need it: "
+        "it does not reconnect after GOAWAY).",
     )

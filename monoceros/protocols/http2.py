@@ -36,6 +36,11 @@ NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x
 STREAM_CLOSED, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0x5, 0x7, 0x8, 0xB
 
 
+# DATA bytes sent that make the next WINDOW_UPDATE free of the control budget: a client reading a response
+# opens windows as it goes, a flood opens windows nothing waits on (http2_glue.c has the same figure).
+FREE_UPDATE = 1024
+
+
 def is_preface(data: bytes) -> bool:
     """Whether a connection's first bytes open HTTP/2 with prior knowledge (RFC 9113 §3.4): the preface, or
     its beginning when the first read is short. Four bytes decide: no HTTP/1.x method is "PRI "."""

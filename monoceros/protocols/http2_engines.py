@@ -13,8 +13,14 @@ EngineFactory = Callable[[HTTP2Settings, Callable[[], float]], HTTP2Engine]
 def _nghttp2_factory(binding: Binding) -> EngineFactory:
     from .http2_nghttp2 import NGHTTP2Connection
 
+    kind = NGHTTP2Connection
+    if binding.tier == "glue":
+        from .http2_glue import GlueConnection
+
+        kind = GlueConnection
+
     def make(settings: HTTP2Settings, clock: Callable[[], float]) -> HTTP2Engine:
-        return NGHTTP2Connection(binding, settings, clock)
+        return kind(binding, settings, clock)
 
     return make
 

@@ -21,6 +21,7 @@ from typing import Any
 from .events import Body, EndBody, Event, ProtocolError, Rejected, StreamReset, Trailers
 from .http2 import (
     ENHANCE_YOUR_CALM,
+    FREE_UPDATE,
     NO_ERROR,
     PROTOCOL_ERROR,
     Budget,
@@ -61,10 +62,10 @@ class NGHTTP2Connection:
         self._done: set[int] = set()  # streams whose response has been submitted whole
         self._stop_after: set[int] = set()  # streams to reset with NO_ERROR once their response has gone
         self._last_id = 0  # the highest stream id the client opened
+        self._data_sent = 0  # DATA bytes sent since the last WINDOW_UPDATE received
         self._skipped: deque[tuple[int, int]] = deque(maxlen=_SKIPPED_RANGES)
         self._error: str | None = None
         self._handle = ffi.new_handle(self)
-        callbacks = _callbacks(binding)
         option_ptr = ffi.new("nghttp2_option **")
         _check(lib.nghttp2_option_new(option_ptr), lib, ffi)
         option = option_ptr[0]
@@ -75,12 +76,10 @@ class NGHTTP2Connection:
             lib.nghttp2_option_set_stream_reset_rate_limit(option, settings.reset_burst, int(settings.reset_rate))
         if binding.max_continuations:
             lib.nghttp2_option_set_max_continuations(option, 8)
-        session_ptr = ffi.new("nghttp2_session **")
         try:
-            _check(lib.nghttp2_session_server_new2(session_ptr, callbacks, self._handle, option), lib, ffi)
+            self._session = self._open(binding, settings, option)
         finally:
             lib.nghttp2_option_del(option)
-        self._session = session_ptr[0]
         values = (
             settings.max_concurrent_streams, settings.initial_window_size, settings.max_frame_size,
             settings.max_header_list_size, 1 if settings.connect_protocol else 0,
@@ -90,6 +89,13 @@ class NGHTTP2Connection:
         _check(lib.nghttp2_submit_settings(self._session, 0, iv, len(entries)), lib, ffi)
         if settings.connection_window_size > 65535:
             lib.nghttp2_session_set_local_window_size(self._session, 0, 0, settings.connection_window_size)
+
+    def _open(self, binding: Binding, settings: HTTP2Settings, option: Any) -> Any:
+        """The ``nghttp2_session``, its callbacks in Python (the glue overrides this with its C ones)."""
+        ffi, lib = binding.ffi, binding.lib
+        session_ptr = ffi.new("nghttp2_session **")
+        _check(lib.nghttp2_session_server_new2(session_ptr, _callbacks(binding), self._handle, option), lib, ffi)
+        return session_ptr[0]
 
     # -- input -------------------------------------------------------------------------------------------
 
@@ -221,38 +227,55 @@ class NGHTTP2Connection:
             return 0
         return 0 if verdict == 0 else _ERR_TEMPORAL_CALLBACK_FAILURE
 
-    def _frame(self, kind: int, flags: int, stream_id: int, category: int) -> None:
-        events = self.events
+    def _frame(self, kind: int, flags: int, stream_id: int, category: int, length: int) -> None:
         if kind == _HEADERS:
-            end = bool(flags & _FLAG_END_STREAM)
             fields, self._fields = self._fields, []
-            if category == _HCAT_REQUEST:
-                if self._headers.over:
-                    events.append(Rejected(stream_id, 431, "request header fields too large", end))
-                    return
-                try:
-                    events.append(request_from_fields(stream_id, fields, end))
-                except ProtocolError:
-                    self.reset_stream(stream_id, PROTOCOL_ERROR)
-                    return
-            elif category == _HCAT_HEADERS and not self._headers.over:  # trailers (END_STREAM is required)
-                events.append(Trailers(stream_id, fields))
-            if end:
-                events.append(EndBody(stream_id))
+            self._header_block(stream_id, flags, category, fields, self._headers.over)
         elif kind == _DATA:
             if flags & _FLAG_END_STREAM:
-                events.append(EndBody(stream_id))
+                self.events.append(EndBody(stream_id))
+            elif not length:
+                self._spend(self._controls, "control frames")
         elif kind == _RST_STREAM:
             self._spend(self._resets, "resets")
         elif kind in (_PING, _PRIORITY) or (kind == _SETTINGS and not flags & _FLAG_ACK):
             self._spend(self._controls, "control frames")
+        elif kind == _WINDOW_UPDATE:
+            if self._data_sent >= FREE_UPDATE:
+                self._data_sent = 0
+            else:  # a window opened where nothing waits: a flood costs what a PING does
+                self._spend(self._controls, "control frames")
+
+    def _header_block(self, stream_id: int, flags: int, category: int, fields: list[tuple[bytes, bytes]],
+                      over: int) -> None:  # fmt: skip
+        """A request's header block, or its trailers, gathered whole."""
+        events = self.events
+        end = bool(flags & _FLAG_END_STREAM)
+        if category == _HCAT_REQUEST:
+            if over:
+                events.append(Rejected(stream_id, 431, "request header fields too large", end))
+                return
+            try:
+                events.append(request_from_fields(stream_id, fields, end))
+            except ProtocolError:
+                self.reset_stream(stream_id, PROTOCOL_ERROR)
+                return
+        elif category == _HCAT_HEADERS and not over:  # trailers (END_STREAM is required)
+            events.append(Trailers(stream_id, fields))
+        else:
+            return
+        if end:
+            events.append(EndBody(stream_id))
 
     def _data(self, stream_id: int, data: bytes) -> None:
         self.events.append(Body(stream_id, data))
 
-    def _sent(self, kind: int, flags: int, stream_id: int) -> None:
+    def _sent(self, kind: int, flags: int, stream_id: int, length: int) -> None:
         if kind == _RST_STREAM:  # MadeYouReset (CVE-2025-8671): resets the client provokes count too
             self._spend(self._resets, "resets")
+            return
+        if kind == _DATA:
+            self._data_sent += length
         elif flags & _FLAG_END_STREAM and stream_id in self._stop_after:
             self._stop_after.discard(stream_id)
             self._lib.nghttp2_submit_rst_stream(self._session, 0, stream_id, NO_ERROR)
@@ -295,14 +318,17 @@ class NGHTTP2Connection:
             trailers = out.trailers
             if trailers:
                 flags[0] |= _DATA_FLAG_NO_END_STREAM
-                nva, keep = _nv_array(ffi, trailers)
-                self._lib.nghttp2_submit_trailer(self._session, stream_id, nva, len(trailers))
-                del keep
+                self._submit_trailers(stream_id, trailers)
             return written
         if written == 0:
             out.deferred = True
             return _ERR_DEFERRED
         return written
+
+    def _submit_trailers(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
+        nva, keep = _nv_array(self._ffi, fields)
+        self._lib.nghttp2_submit_trailer(self._session, stream_id, nva, len(fields))
+        del keep
 
 
 def _nv_array(ffi: Any, fields: list[tuple[bytes, bytes]]) -> tuple[Any, list[Any]]:
@@ -356,7 +382,7 @@ def _callbacks(binding: Binding) -> Any:
     def on_frame_recv(session: Any, frame: Any, user_data: Any) -> int:
         hd = frame.hd
         kind = hd.type
-        owner(user_data)._frame(kind, hd.flags, hd.stream_id, frame.headers.cat if kind == _HEADERS else 0)
+        owner(user_data)._frame(kind, hd.flags, hd.stream_id, frame.headers.cat if kind == _HEADERS else 0, hd.length)
         return 0
 
     def on_data_chunk_recv(session: Any, flags: int, stream_id: int, data: Any, length: int, user_data: Any) -> int:
@@ -365,7 +391,7 @@ def _callbacks(binding: Binding) -> Any:
 
     def on_frame_send(session: Any, frame: Any, user_data: Any) -> int:
         hd = frame.hd
-        owner(user_data)._sent(hd.type, hd.flags, hd.stream_id)
+        owner(user_data)._sent(hd.type, hd.flags, hd.stream_id, hd.length)
         return 0
 
     def on_stream_close(session: Any, stream_id: int, error_code: int, user_data: Any) -> int:

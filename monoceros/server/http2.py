@@ -165,7 +165,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         if state.requests_served == state.request_limit:
             state.limit_reached()
         self._started += 1
-        if self._started >= self.service.max_requests and not self._closing:
+        if self._started == self.service.max_requests and not self._closing:
             self.shutdown()  # as nginx's keepalive_requests: this connection's last
         task = Task(state.handler(stream), loop=self.loop, name=TASK_NAME)
         self._running.add(task)
