@@ -99,7 +99,7 @@ class ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MONOCEROS_")}
         env["PYTHONUNBUFFERED"] = "1"
         env["E2E_RECORD_DIR"] = str(self.record_dir)
-        preload = os.environ.get("MONOCEROS_TEST_SERVER_PRELOAD")
+        preload = os.environ.get("TEST_SERVER_LD_PRELOAD")
         if preload:  # CI's AddressSanitizer run: the runtime goes into the server only, not into curl & co.
             env["LD_PRELOAD"] = preload
             env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")

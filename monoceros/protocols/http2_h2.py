@@ -23,6 +23,7 @@ from hyperframe.frame import GoAwayFrame
 from .events import Body, EndBody, Event, ProtocolError, Rejected, StreamReset, Trailers
 from .http2 import (
     ENHANCE_YOUR_CALM,
+    FREE_UPDATE,
     NO_ERROR,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
@@ -50,6 +51,7 @@ class H2Connection:
         self._done: set[int] = set()
         self._stop_after: set[int] = set()
         self._draining = False
+        self._data_sent = 0  # DATA bytes sent since the last WINDOW_UPDATE received
         self._closed = False
         self._error: str | None = None
         local = {
@@ -118,6 +120,10 @@ class H2Connection:
             self._done.discard(sid)
         elif kind is h2.events.WindowUpdated:
             sid = event.stream_id  # type: ignore[attr-defined]
+            if self._data_sent >= FREE_UPDATE:
+                self._data_sent = 0
+            else:  # a window opened where nothing waits: a flood costs what a PING does
+                self._spend(self._controls, "control frames")
             for stream_id in list(self._out) if sid == 0 else [sid]:
                 self._push(stream_id)
         elif kind is h2.events.RemoteSettingsChanged:
@@ -199,6 +205,7 @@ class H2Connection:
                 else:
                     out.chunks.popleft()
                 out.size -= len(chunk)
+                self._data_sent += len(chunk)
                 last = out.ended and not out.chunks and not out.trailers
                 conn.send_data(stream_id, chunk, end_stream=last)
                 if last:

@@ -70,10 +70,14 @@ class NGHTTP2Connection:
         _check(lib.nghttp2_option_new(option_ptr), lib, ffi)
         option = option_ptr[0]
         lib.nghttp2_option_set_no_auto_window_update(option, 1)  # the app's reading opens the windows
-        lib.nghttp2_option_set_max_outbound_ack(option, 1000)  # PING/SETTINGS ACKs a non-reading peer can queue
+        # The library's own flood limits stay as backstops, twice the budgets' burst, so that the budgets here
+        # decide first and the client is told ENHANCE_YOUR_CALM (the library's limits close without a word,
+        # or say INTERNAL_ERROR). The ACK limit bounds what a client that never reads makes the server queue.
+        backstop = 2 * settings.reset_burst
+        lib.nghttp2_option_set_max_outbound_ack(option, backstop)
         lib.nghttp2_option_set_max_settings(option, 32)
         if binding.reset_rate_limit:
-            lib.nghttp2_option_set_stream_reset_rate_limit(option, settings.reset_burst, int(settings.reset_rate))
+            lib.nghttp2_option_set_stream_reset_rate_limit(option, backstop, int(settings.reset_rate))
         if binding.max_continuations:
             lib.nghttp2_option_set_max_continuations(option, 8)
         try:

@@ -239,9 +239,12 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         """Write what the engine has for the wire (unless the socket is behind: then on resume)."""
         if self.lost or self.write_paused:
             return
-        data = self.engine.data_to_send()
+        engine = self.engine
+        data = engine.data_to_send()
         if data:
             self.transport.write(data)
+        if engine.events:  # a stream the engine closed while it wrote (a reset it sent)
+            self._dispatch()
         self.output.wake()
         if self._closing and not self.streams and not self._ended and self.engine.finished:
             self._finish()
