@@ -5,6 +5,7 @@ SETTINGS, each stream's status, headers, body, trailers and reset code, and the 
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 import ssl
 import time
@@ -14,6 +15,16 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import pytest
+
+# Every HTTP/2 test runs on every engine tier. The glue is found, not imported: CI's AddressSanitizer build
+# of it loads only in a server that has the ASan runtime preloaded.
+GLUE = importlib.util.find_spec("monoceros.protocols._nghttp2") is not None
+ENGINES = [
+    pytest.param("nghttp2", id="glue", marks=pytest.mark.skipif(not GLUE, reason="the glue is not built")),
+    pytest.param("nghttp2-abi", id="abi"),
+    pytest.param("h2", id="h2"),
+]
 
 
 @dataclass
@@ -95,11 +106,15 @@ class H2Client:
         *,
         end: bool = True,
         authority: str = "localhost",
+        raw_fields: list[tuple[str, str]] | None = None,
     ) -> int:
-        """Open a stream; ``end=False`` leaves the body open (send more with :meth:`send`)."""
+        """Open a stream; ``end=False`` leaves the body open (send more with :meth:`send`). ``raw_fields``:
+        the whole header block as given (an extended CONNECT's, say)."""
         sid = self.conn.get_next_available_stream_id()
         fields = [(":method", method), (":path", path), (":scheme", "http"), (":authority", authority)]
         fields += headers or []
+        if raw_fields is not None:
+            fields = raw_fields
         self.conn.send_headers(sid, fields, end_stream=end and body is None)
         self.answers[sid] = Answer()
         if body is not None:

@@ -6,7 +6,6 @@ at run time, and the pure-Python h2.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import shutil
 import socket
@@ -15,21 +14,9 @@ import time
 
 import httpx
 import pytest
-from h2_support import Answer, H2Client, tls_client_context
+from h2_support import ENGINES, Answer, H2Client, tls_client_context
 from server_process import ServerFactory, ServerProcess
 from tls_certs import TLSFiles
-
-
-def _glue_built() -> bool:
-    """Found, not imported: CI's AddressSanitizer build loads only in a server with the ASan runtime."""
-    return importlib.util.find_spec("monoceros.protocols._nghttp2") is not None
-
-
-ENGINES = [
-    pytest.param("nghttp2", id="glue", marks=pytest.mark.skipif(not _glue_built(), reason="the glue is not built")),
-    pytest.param("nghttp2-abi", id="abi"),
-    pytest.param("h2", id="h2"),
-]
 
 
 @pytest.fixture(scope="module", params=ENGINES)

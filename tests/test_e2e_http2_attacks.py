@@ -7,13 +7,12 @@ library refuses to send most of them.
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import time
 from collections.abc import Iterable
 
 import pytest
-from h2_support import H2Client
+from h2_support import ENGINES, H2Client
 from hpack import Encoder
 from hyperframe.frame import (
     ContinuationFrame,
@@ -28,12 +27,6 @@ from server_process import ServerFactory, ServerProcess
 
 from monoceros.protocols.http2 import ENHANCE_YOUR_CALM, PREFACE
 
-GLUE = importlib.util.find_spec("monoceros.protocols._nghttp2") is not None
-ENGINES = [
-    pytest.param("nghttp2", id="glue", marks=pytest.mark.skipif(not GLUE, reason="the glue is not built")),
-    pytest.param("nghttp2-abi", id="abi"),
-    pytest.param("h2", id="h2"),
-]
 MIB = 1024
 
 

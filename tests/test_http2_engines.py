@@ -8,13 +8,13 @@ budgets, the lower-stream-id rule), each ending in the right GOAWAY.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 
 import h2.config
 import h2.connection
 import h2.events
 import pytest
+from h2_support import ENGINES
 from hpack import Encoder
 from hyperframe.frame import (
     ContinuationFrame,
@@ -30,12 +30,6 @@ from monoceros.protocols.events import Body, EndBody, Event, Rejected, Request, 
 from monoceros.protocols.http2 import ENHANCE_YOUR_CALM, PROTOCOL_ERROR, HTTP2Engine, HTTP2Error, HTTP2Settings
 from monoceros.protocols.http2_engines import engine_factory
 
-GLUE = importlib.util.find_spec("monoceros.protocols._nghttp2") is not None
-ENGINES = [
-    pytest.param("nghttp2", id="glue", marks=pytest.mark.skipif(not GLUE, reason="the glue is not built")),
-    pytest.param("nghttp2-abi", id="abi"),
-    pytest.param("h2", id="h2"),
-]
 BURST = 20  # a small budget, so a flood is a few dozen frames
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"example.test"), (b":path", b"/x?y=1")]
 

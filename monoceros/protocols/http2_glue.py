@@ -13,8 +13,10 @@ from typing import Any
 
 from .events import EndBody
 from .http2 import HTTP2Error, HTTP2Settings, Outbound
+from .http2_callbacks import check as _check
+from .http2_callbacks import failure as _failure
 from .http2_ffi import Binding
-from .http2_nghttp2 import NGHTTP2Connection, _check, _failure
+from .http2_nghttp2 import NGHTTP2Connection
 
 from ._nghttp2 import ffi, lib  # type: ignore[import-not-found,unused-ignore]  # isort: skip
 

@@ -31,13 +31,19 @@ from .http2 import (
     Outbound,
     request_from_fields,
 )
+from .http2_callbacks import ERR_TEMPORAL_CALLBACK_FAILURE as _ERR_TEMPORAL_CALLBACK_FAILURE
+from .http2_callbacks import HCAT_HEADERS as _HCAT_HEADERS
+from .http2_callbacks import HCAT_REQUEST as _HCAT_REQUEST
+from .http2_callbacks import HEADERS as _HEADERS
+from .http2_callbacks import callbacks as _callbacks
+from .http2_callbacks import check as _check
+from .http2_callbacks import data_reader as _data_reader
 from .http2_ffi import Binding
 
 # nghttp2 constants (nghttp2.h)
-_DATA, _HEADERS, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 1, 2, 3, 4, 6, 7, 8
+_DATA, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 2, 3, 4, 6, 7, 8
 _FLAG_END_STREAM, _FLAG_ACK = 0x01, 0x01
-_HCAT_REQUEST, _HCAT_HEADERS = 0, 3
-_ERR_DEFERRED, _ERR_TEMPORAL_CALLBACK_FAILURE, _ERR_CALLBACK_FAILURE = -508, -521, -902
+_ERR_DEFERRED = -508
 _DATA_FLAG_EOF, _DATA_FLAG_NO_END_STREAM = 0x01, 0x02
 _SETTINGS_IDS = (0x3, 0x4, 0x5, 0x6, 0x8)  # max streams, initial window, max frame, max header list, CONNECT
 _SKIPPED_RANGES = 64  # stream-id ranges the client skipped, remembered for the lower-id check
@@ -137,7 +143,7 @@ class NGHTTP2Connection:
         else:
             self._out[stream_id] = Outbound()
             provider = ffi.new("nghttp2_data_provider *")
-            provider.read_callback = _callbacks_of[id(lib)][1]
+            provider.read_callback = _data_reader(lib)
             rc = lib.nghttp2_submit_response(self._session, stream_id, nva, len(headers), provider)
         del keep
         if rc < 0:
@@ -352,89 +358,3 @@ def _nv_array(ffi: Any, fields: list[tuple[bytes, bytes]]) -> tuple[Any, list[An
         nv.valuelen = len(value)
     keep.append(nva)
     return nva, keep
-
-
-def _check(rc: int, lib: Any, ffi: Any) -> None:
-    if rc != 0:
-        raise MemoryError(ffi.string(lib.nghttp2_strerror(rc)).decode())
-
-
-# -- callbacks, made once per binding ----------------------------------------------------------------------
-
-_callbacks_of: dict[int, tuple[Any, Any, list[Any]]] = {}
-
-
-def _callbacks(binding: Binding) -> Any:
-    """The ``nghttp2_session_callbacks`` for ``binding`` (ABI mode: cffi callbacks made once)."""
-    made = _callbacks_of.get(id(binding.lib))
-    if made is not None:
-        return made[0]
-    ffi, lib = binding.ffi, binding.lib
-    owner = ffi.from_handle
-
-    def on_begin_frame(session: Any, hd: Any, user_data: Any) -> int:
-        return owner(user_data)._begin_frame(hd.type, hd.stream_id)  # type: ignore[no-any-return]
-
-    def on_begin_headers(session: Any, frame: Any, user_data: Any) -> int:
-        owner(user_data)._begin_headers(frame.hd.stream_id, frame.headers.cat)
-        return 0
-
-    def on_header(session: Any, frame: Any, name: Any, namelen: int, value: Any, valuelen: int, flags: int,
-                  user_data: Any) -> int:  # fmt: skip
-        return owner(user_data)._header(ffi.buffer(name, namelen)[:], ffi.buffer(value, valuelen)[:])  # type: ignore[no-any-return]
-
-    def on_frame_recv(session: Any, frame: Any, user_data: Any) -> int:
-        hd = frame.hd
-        kind = hd.type
-        owner(user_data)._frame(kind, hd.flags, hd.stream_id, frame.headers.cat if kind == _HEADERS else 0, hd.length)
-        return 0
-
-    def on_data_chunk_recv(session: Any, flags: int, stream_id: int, data: Any, length: int, user_data: Any) -> int:
-        owner(user_data)._data(stream_id, ffi.buffer(data, length)[:])
-        return 0
-
-    def on_frame_send(session: Any, frame: Any, user_data: Any) -> int:
-        hd = frame.hd
-        owner(user_data)._sent(hd.type, hd.flags, hd.stream_id, hd.length)
-        return 0
-
-    def on_stream_close(session: Any, stream_id: int, error_code: int, user_data: Any) -> int:
-        owner(user_data)._closed(stream_id, error_code)
-        return 0
-
-    def read(session: Any, stream_id: int, buf: Any, length: int, flags: Any, source: Any, user_data: Any) -> int:
-        return owner(user_data)._read(stream_id, buf, length, flags)  # type: ignore[no-any-return]
-
-    err = _ERR_CALLBACK_FAILURE
-    keep = [
-        ffi.callback("nghttp2_on_begin_frame_callback", on_begin_frame, onerror=_failure),
-        ffi.callback("nghttp2_on_begin_headers_callback", on_begin_headers, onerror=_failure),
-        ffi.callback("nghttp2_on_header_callback", on_header, onerror=_failure),
-        ffi.callback("nghttp2_on_frame_recv_callback", on_frame_recv, onerror=_failure),
-        ffi.callback("nghttp2_on_data_chunk_recv_callback", on_data_chunk_recv, onerror=_failure),
-        ffi.callback("nghttp2_on_frame_send_callback", on_frame_send, onerror=_failure),
-        ffi.callback("nghttp2_on_stream_close_callback", on_stream_close, onerror=_failure),
-    ]
-    reader = ffi.callback("nghttp2_data_source_read_callback", read, error=err, onerror=_failure)
-    ptr = ffi.new("nghttp2_session_callbacks **")
-    _check(lib.nghttp2_session_callbacks_new(ptr), lib, ffi)
-    callbacks = ptr[0]
-    setters = (
-        lib.nghttp2_session_callbacks_set_on_begin_frame_callback,
-        lib.nghttp2_session_callbacks_set_on_begin_headers_callback,
-        lib.nghttp2_session_callbacks_set_on_header_callback,
-        lib.nghttp2_session_callbacks_set_on_frame_recv_callback,
-        lib.nghttp2_session_callbacks_set_on_data_chunk_recv_callback,
-        lib.nghttp2_session_callbacks_set_on_frame_send_callback,
-        lib.nghttp2_session_callbacks_set_on_stream_close_callback,
-    )
-    for setter, callback in zip(setters, keep, strict=True):
-        setter(callbacks, callback)
-    _callbacks_of[id(lib)] = (callbacks, reader, [*keep, reader])
-    return callbacks
-
-
-def _failure(exc_type: Any, exc: Any, tb: Any) -> int:
-    """A Python error inside a callback: report it, and fail the session (never a silent half state)."""
-    log.error("Error in an HTTP/2 callback", exc_info=(exc_type, exc, tb))
-    return _ERR_CALLBACK_FAILURE

@@ -23,10 +23,12 @@ This module imports no asyncio, socket or threading.
 
 from __future__ import annotations
 
+import base64
 import codecs
 import logging
 import os
 from collections import deque
+from dataclasses import replace
 from typing import Any, NamedTuple, cast
 
 from websockets.datastructures import Headers
@@ -46,6 +48,16 @@ from .headers import check_header
 GOING_AWAY, SERVICE_RESTART = 1001, 1012
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+# What an RFC 6455 handshake over HTTP/1.1 has and one over HTTP/2 has not (RFC 8441 §5).
+_HTTP1_HANDSHAKE = frozenset((b"upgrade", b"connection", b"sec-websocket-key"))
+_HTTP1_HANDSHAKE_ANSWER = frozenset((b"upgrade", b"connection", b"sec-websocket-accept", b"date", b"server"))
+
+
+def _stand_in_key() -> bytes:
+    """A Sec-WebSocket-Key for the RFC 6455 checks to pass over HTTP/2, where the handshake has none."""
+    return base64.b64encode(os.urandom(16))
 
 
 class Closed(NamedTuple):
@@ -150,10 +162,38 @@ class WebSocketProtocol:
         self.subprotocols = [p for value in headers.get_all("Sec-WebSocket-Protocol") for p in parse_subprotocol(value)]
         return None
 
+    def handshake_over_http2(self, request: Request) -> Refusal | None:
+        """Check an extended CONNECT (RFC 8441 §4: ``:protocol websocket`` on an HTTP/2 stream) and negotiate
+        the extensions. There is no key to answer and no Upgrade: the rest is RFC 6455's handshake, so it is
+        checked by the same code, given the fields HTTP/1.1 would have carried. A refusal's ``data`` is its
+        body alone (the HTTP/2 stream frames it)."""
+        fields = [(n, v) for n, v in request.headers if n not in _HTTP1_HANDSHAKE]
+        fields += [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"), (b"sec-websocket-key", _stand_in_key())]
+        refusal = self.handshake(replace(request, headers=fields, method="GET", http_version="1.1"))
+        if refusal is not None:
+            body = refusal.data.partition(b"\r\n\r\n")[2]
+            return Refusal(refusal.status, body, len(body))
+        return None
+
+    def accept_over_http2(
+        self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """Complete an RFC 8441 handshake: the fields of the 200 response (the negotiated extension, the
+        subprotocol, the app's headers), without HTTP/1.1's Upgrade, Connection and accept key."""
+        response = self._complete(subprotocol, headers)
+        return [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.headers.raw_items()
+            if name.lower().encode("latin-1") not in _HTTP1_HANDSHAKE_ANSWER
+        ]
+
     def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Complete the handshake: the 101's bytes, with the app's subprotocol and headers. Frames are read
         from now on. ValueError for a subprotocol the client did not offer, or a header that would break the
         response."""
+        return self._serialize(self._complete(subprotocol, headers))
+
+    def _complete(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> Response:
         response = self._response
         if response is None:
             raise RuntimeError("no handshake to accept")
@@ -173,7 +213,7 @@ class WebSocketProtocol:
         ws.parser = ws.parse()
         next(ws.parser)
         self.open = True
-        return self._serialize(response)
+        return response
 
     def _serialize(self, response: Response) -> bytes:
         headers = response.headers

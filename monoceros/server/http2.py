@@ -31,6 +31,7 @@ from ..protocols.http2 import ENHANCE_YOUR_CALM, NO_ERROR, REFUSED_STREAM, HTTP2
 from .flow import FlowControl
 from .http2_output import HTTP2Output
 from .stream import Stream
+from .websocket_h2 import H2WebSocket
 
 if TYPE_CHECKING:
     from .handover import Handover
@@ -63,6 +64,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         self.engine = service.make(service.settings, time.monotonic)
         self.output = HTTP2Output(self, self.engine)
         self.streams: dict[int, Stream] = {}
+        self.tunnels: dict[int, H2WebSocket] = {}  # WebSockets on streams (RFC 8441)
         self._running: set[Task[None]] = set()  # app tasks still running, reset streams' included
         self._started = 0
         self._closing = False
@@ -121,14 +123,18 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
             kind = type(event)
             if kind is Body:
                 stream = streams.get(event.stream_id)
-                if stream is None or stream.response_done:
-                    self.engine.consume(event.stream_id, len(event.data))  # type: ignore[union-attr]
-                else:
+                if stream is not None and not stream.response_done:
                     self._feed(stream, event.data)  # type: ignore[union-attr]
+                elif event.stream_id in self.tunnels:
+                    self.tunnels[event.stream_id].carrier.feed(event.data)  # type: ignore[union-attr]
+                else:
+                    self.engine.consume(event.stream_id, len(event.data))  # type: ignore[union-attr]
             elif kind is EndBody:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.feed_end()
+                elif event.stream_id in self.tunnels:
+                    self.tunnels[event.stream_id].end_of_stream()
             elif kind is Request:
                 self._open(event)  # type: ignore[arg-type]
             elif kind is StreamReset:
@@ -136,6 +142,8 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
                 if stream is not None:
                     stream.fail()
                     self.output.forget(event.stream_id)
+                elif event.stream_id in self.tunnels:
+                    self.tunnel_ended(event.stream_id, None)
             elif kind is Rejected:
                 self._answer(event.stream_id, event.status, event.detail, not event.ended)  # type: ignore[union-attr]
         events.clear()
@@ -147,6 +155,9 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
             self.engine.reset_stream(sid, REFUSED_STREAM)  # the client may retry it: nothing was processed
             return
         self._cancel_timer()
+        if request.protocol is not None:
+            self._open_tunnel(request)
+            return
         stream = Stream(
             self.output, self.loop, request, self.client, self.server, self.scheme, self.extensions,
             state.access_log, not request.has_body,
@@ -170,6 +181,26 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         task = Task(state.handler(stream), loop=self.loop, name=TASK_NAME)
         self._running.add(task)
         task.add_done_callback(self._task_done)
+
+    def _open_tunnel(self, request: Request) -> None:
+        """An extended CONNECT (RFC 8441): a WebSocket on this stream, when WebSockets are served."""
+        sid = request.stream_id
+        if request.protocol != "websocket" or self.state.ws_handler is None:
+            self._answer(sid, 501, f"the protocol {request.protocol!r} is not served over HTTP/2 here", False)
+            return
+        tunnel = self.tunnels[sid] = H2WebSocket(self, request)
+        tunnel.start()
+        task = tunnel.task
+        if task is not None:
+            self._running.add(task)
+            task.add_done_callback(self._task_done)
+
+    def tunnel_ended(self, sid: int, exc: Exception | None) -> None:
+        tunnel = self.tunnels.pop(sid, None)
+        if tunnel is not None:
+            tunnel.connection_lost(exc)
+            self.output.forget(sid)
+            self._idle()
 
     def _feed(self, stream: Stream, data: bytes) -> None:
         limit = self.state.limits.body
@@ -216,7 +247,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
 
     def _idle(self) -> None:
         """No stream is open: finish a closing connection, or wait ``keep_alive`` for the next request."""
-        if self.streams or self.lost:
+        if self.streams or self.tunnels or self.lost:
             return
         if self._closing:
             if not self._running:
@@ -257,7 +288,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
 
     @property
     def busy(self) -> bool:
-        return bool(self.streams)
+        return bool(self.streams or self.tunnels)
 
     def shutdown(self) -> None:
         """Graceful stop: GOAWAY with the last stream id; open streams finish, then the connection closes."""
@@ -293,6 +324,9 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             stream.on_disconnect()
+        tunnels, self.tunnels = self.tunnels, {}
+        for tunnel in tunnels.values():
+            tunnel.connection_lost(exc)
         self.output.wake_all()
         self._wake_drain()
         self.engine.close()
@@ -310,7 +344,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.streams or self.lost:
+        if self.streams or self.tunnels or self.lost:
             return
         self.engine.terminate(NO_ERROR)  # idle, or the first request never came: GOAWAY, then close
         self.flush()

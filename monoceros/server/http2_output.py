@@ -10,6 +10,7 @@ is written once per loop turn, so the frames of many streams leave in one write.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ClientDisconnected
@@ -41,9 +42,10 @@ class Driver(Protocol):
 class HTTP2Output:
     """The ``Output`` of every stream on one HTTP/2 connection."""
 
-    __slots__ = ("_heads", "_statuses", "_unread", "_waiters", "conn", "engine")
+    __slots__ = ("_callbacks", "_heads", "_statuses", "_unread", "_waiters", "conn", "engine")
 
     trailers = True  # HTTP/2 carries trailer fields after any body
+    high_water = STREAM_HIGH_WATER
 
     def __init__(self, conn: Driver, engine: HTTP2Engine) -> None:
         self.conn = conn
@@ -52,6 +54,7 @@ class HTTP2Output:
         self._statuses: dict[int, int] = {}
         self._unread: dict[int, int] = {}  # body bytes a stream holds that its app has not read
         self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._callbacks: dict[int, Callable[[], None]] = {}  # a WebSocket's resume_writing, by stream
 
     def send_head(self, stream: Stream, status: int, headers: list[tuple[bytes, bytes]], close: bool) -> None:
         for name, value in headers:
@@ -121,8 +124,14 @@ class HTTP2Output:
         if stream.gone or conn.lost:
             raise ClientDisconnected("client disconnected")
 
+    def when_writable(self, sid: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the stream has room again (a WebSocket on the stream waits so)."""
+        self._callbacks[sid] = callback
+
     def wake(self) -> None:
         """After a write: wake the senders whose stream has room again (or is gone)."""
+        if self._callbacks:
+            self._call_back()
         if not self._waiters:
             return
         engine = self.engine
@@ -134,8 +143,20 @@ class HTTP2Output:
                 del self._waiters[sid]
                 waiter.set_result(None)
 
+    def _call_back(self) -> None:
+        if self.conn.write_paused:
+            return
+        engine = self.engine
+        for sid, callback in list(self._callbacks.items()):
+            if engine.pending(sid) < STREAM_HIGH_WATER:
+                del self._callbacks[sid]
+                callback()
+
     def wake_all(self) -> None:
         """The connection is gone: every sender must find out."""
+        callbacks, self._callbacks = self._callbacks, {}
+        for callback in callbacks.values():
+            callback()
         waiters, self._waiters = self._waiters, {}
         for waiter in waiters.values():
             if not waiter.done():

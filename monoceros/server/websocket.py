@@ -131,11 +131,15 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
     def denied(self) -> bool:
         return self._denied
 
-    async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
-        if self._accepted or self._denied:
-            raise RuntimeError("the handshake is already answered")
+    def _answerable(self, denial: bool) -> None:
+        """Refuse a second answer to the handshake, or one to a client that has gone."""
+        if self._accepted or (self._denied and not denial):
+            raise RuntimeError("the WebSocket is already accepted" if denial else "the handshake is already answered")
         if self.lost:
             raise ClientDisconnected("client disconnected")
+
+    async def accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+        self._answerable(False)
         data = self.ws.accept(subprotocol, headers)
         self._accepted = True
         if not self.lost:
@@ -152,10 +156,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
             self.shutdown()  # accepted during a graceful stop: say goodbye at once
 
     async def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, more: bool) -> None:
-        if self._accepted:
-            raise RuntimeError("the WebSocket is already accepted")
-        if self.lost:
-            raise ClientDisconnected("client disconnected")
+        self._answerable(True)
         h11 = self.h11
         parts: list[bytes] = []
         if status:

@@ -215,7 +215,7 @@ class Worker:
             max_frame_size=config.http2_max_frame_size,
             max_header_list_size=config.limit_request_headers_size,
             max_header_count=config.limit_request_fields,
-            connect_protocol=False,
+            connect_protocol=state.ws_handler is not None,  # RFC 8441: WebSockets on streams, when served
             reset_burst=RESET_BURST,
             reset_rate=RESET_RATE,
         )
