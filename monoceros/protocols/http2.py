@@ -81,6 +81,9 @@ class HTTP2Engine(Protocol):
     def send_headers(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
         """A response head (``status`` < 200: an interim one). ``end_stream``: the response has no body."""
 
+    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A whole response at once (the usual case): the head, and the body that ends it."""
+
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         """Body bytes, queued until the windows let them go."""
 
@@ -270,9 +273,19 @@ def response_fields(
         names.add(lname)
         fields.append((lname, value))
     if default_headers:
-        for line in default_headers.split(b"\r\n"):
-            if line:
-                name, _, value = line.partition(b": ")
-                if name not in names:
-                    fields.append((name, value))
+        for name, value in _default_fields(default_headers):
+            if name not in names:
+                fields.append((name, value))
     return fields
+
+
+_defaults: tuple[bytes, list[tuple[bytes, bytes]]] = (b"", [])
+
+
+def _default_fields(block: bytes) -> list[tuple[bytes, bytes]]:
+    """The server's own header block as fields; it changes once a second (the date), so the last is kept."""
+    global _defaults
+    if _defaults[0] is not block:
+        fields = [line.partition(b": ")[::2] for line in block.split(b"\r\n") if line]
+        _defaults = (block, fields)
+    return _defaults[1]

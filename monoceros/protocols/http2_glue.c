@@ -29,6 +29,16 @@ typedef struct {
     double tokens, size, rate, last;
 } mc_budget;
 
+/* What the glue keeps for a stream (its nghttp2 stream user data), in a list the connection frees. */
+typedef struct mc_stream {
+    struct mc_stream *prev, *next;
+    uint8_t *body;                /* a whole response body, copied: sent by mc_read_owned without Python */
+    size_t len, off;
+    int flags;
+} mc_stream;
+
+enum { MC_STOP_AFTER = 1, MC_OWNED = 2 };
+
 typedef struct {
     void *handle;                 /* the Python engine (ffi.new_handle), passed back to every call */
     nghttp2_session *session;
@@ -43,6 +53,7 @@ typedef struct {
     mc_budget resets, controls;
     size_t data_sent;             /* DATA bytes sent since the last WINDOW_UPDATE received */
     int error;                    /* MC_TOO_MANY_*: a budget ended the connection */
+    mc_stream streams;            /* the head of the list of mc_stream (a sentinel) */
 } mc_conn;
 
 /* What Python implements (cffi extern "Python"). */
@@ -53,7 +64,31 @@ static int mc_py_end(void *handle, int32_t stream_id);
 static int mc_py_close(void *handle, int32_t stream_id, uint32_t code);
 static ssize_t mc_py_read(void *handle, int32_t stream_id, uint8_t *buf, size_t length, uint32_t *flags);
 
-static char mc_stop_marker; /* stream user data: reset with NO_ERROR once the response has gone */
+/* The stream's mc_stream, made (and listed) if it has none; NULL when memory is short. */
+static mc_stream *mc_stream_of(mc_conn *c, int32_t stream_id) {
+    mc_stream *st = nghttp2_session_get_stream_user_data(c->session, stream_id);
+    if (st != NULL)
+        return st;
+    st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    if (nghttp2_session_set_stream_user_data(c->session, stream_id, st) != 0) {
+        free(st);
+        return NULL;
+    }
+    st->next = c->streams.next;
+    st->prev = &c->streams;
+    c->streams.next->prev = st;
+    c->streams.next = st;
+    return st;
+}
+
+static void mc_stream_free(mc_stream *st) {
+    st->prev->next = st->next;
+    st->next->prev = st->prev;
+    free(st->body);
+    free(st);
+}
 
 static double mc_now(void) {
     struct timespec ts;
@@ -217,18 +252,41 @@ static int mc_on_frame_send(nghttp2_session *session, const nghttp2_frame *frame
     if (frame->hd.type == NGHTTP2_DATA)
         c->data_sent += frame->hd.length;
     if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
-        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && nghttp2_session_get_stream_user_data(session, id) ==
-        &mc_stop_marker) {
-        nghttp2_session_set_stream_user_data(session, id, NULL);
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        mc_stream *st = nghttp2_session_get_stream_user_data(session, id);
+        if (st != NULL && (st->flags & MC_STOP_AFTER)) {
+            st->flags &= ~MC_STOP_AFTER;
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+        }
     }
     return 0;
 }
 
 static int mc_on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data) {
     mc_conn *c = user_data;
-    (void)session;
+    mc_stream *st = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (st != NULL) {
+        int owned = st->flags & MC_OWNED;
+        mc_stream_free(st);
+        if (owned && error_code == NGHTTP2_NO_ERROR)
+            return 0; /* a whole response, sent whole: Python has nothing left of it */
+    }
     return mc_py_close(c->handle, stream_id, error_code);
+}
+
+/* The read callback of a body the glue owns (mc_respond): copies, without Python. */
+static ssize_t mc_read_owned(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+                             uint32_t *data_flags, nghttp2_data_source *source, void *user_data) {
+    mc_stream *st = source->ptr;
+    size_t n = st->len - st->off;
+    (void)session, (void)stream_id, (void)user_data;
+    if (n > length)
+        n = length;
+    memcpy(buf, st->body + st->off, n);
+    st->off += n;
+    if (st->off == st->len)
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
 }
 
 static ssize_t mc_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
@@ -253,6 +311,7 @@ static int mc_conn_new(mc_conn *c, void *handle, const nghttp2_option *option, s
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, mc_on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, mc_on_stream_close);
     memset(c, 0, sizeof(*c));
+    c->streams.next = c->streams.prev = &c->streams;
     c->handle = handle;
     c->max_size = max_size;
     c->max_count = max_count;
@@ -265,8 +324,10 @@ static int mc_conn_new(mc_conn *c, void *handle, const nghttp2_option *option, s
 
 static void mc_conn_free(mc_conn *c) {
     if (c->session != NULL)
-        nghttp2_session_del(c->session);
+        nghttp2_session_del(c->session); /* calls no stream-close callback: the list frees what is left */
     c->session = NULL;
+    while (c->streams.next != NULL && c->streams.next != &c->streams)
+        mc_stream_free(c->streams.next);
     free(c->block);
     c->block = NULL;
     c->len = c->cap = 0;
@@ -323,9 +384,52 @@ static int mc_submit(nghttp2_session *session, int32_t stream_id, int kind, cons
     return rc;
 }
 
+/* A whole response at once: the head (as mc_submit's block) and the body, copied here and sent by
+ * mc_read_owned; the stream's close then needs no Python. 0 or a libnghttp2 error code. */
+static int mc_respond(mc_conn *c, int32_t stream_id, const uint8_t *block, size_t len, size_t count,
+                      const uint8_t *body, size_t bodylen) {
+    nghttp2_nv stack[MC_NV_STACK];
+    nghttp2_nv *nva;
+    nghttp2_data_provider provider;
+    mc_stream *st;
+    int rc;
+    if (bodylen == 0)
+        return mc_submit(c->session, stream_id, 0, block, len, count);
+    st = mc_stream_of(c, stream_id);
+    if (st == NULL || st->body != NULL)
+        return NGHTTP2_ERR_NOMEM;
+    st->body = malloc(bodylen);
+    nva = count <= MC_NV_STACK ? stack : malloc(count * sizeof(nghttp2_nv));
+    if (st->body == NULL || nva == NULL) {
+        if (nva != stack)
+            free(nva);
+        return NGHTTP2_ERR_NOMEM;
+    }
+    memcpy(st->body, body, bodylen);
+    st->len = bodylen;
+    st->off = 0;
+    st->flags |= MC_OWNED;
+    if (mc_fields(block, len, count, nva) < 0) {
+        rc = -1;
+    } else {
+        provider.source.ptr = st;
+        provider.read_callback = mc_read_owned;
+        rc = nghttp2_submit_response(c->session, stream_id, nva, count, &provider);
+    }
+    if (rc != 0)
+        st->flags &= ~MC_OWNED;
+    if (nva != stack)
+        free(nva);
+    return rc;
+}
+
 /* Reset ``stream_id`` with NO_ERROR once its response has gone (see mc_on_frame_send). */
-static int mc_stop_after(nghttp2_session *session, int32_t stream_id) {
-    return nghttp2_session_set_stream_user_data(session, stream_id, &mc_stop_marker);
+static int mc_stop_after(mc_conn *c, int32_t stream_id) {
+    mc_stream *st = mc_stream_of(c, stream_id);
+    if (st == NULL)
+        return NGHTTP2_ERR_NOMEM;
+    st->flags |= MC_STOP_AFTER;
+    return 0;
 }
 
 /* After Upgrade: h2c, stream 1 is open. */

@@ -58,12 +58,20 @@ class GlueConnection(NGHTTP2Connection):
             self._out.pop(stream_id, None)
             raise ValueError(ffi.string(lib.nghttp2_strerror(rc)).decode())
 
+    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        block = b"\0".join([part for field in headers for part in field])
+        rc = lib.mc_respond(self._conn, stream_id, block, len(block), len(headers), body, len(body))
+        if rc < 0:
+            raise ValueError(ffi.string(lib.nghttp2_strerror(rc)).decode())
+        if not body:
+            self._done.add(stream_id)  # no body: the close comes to Python, which expects it
+
     def _submit_trailers(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
         block = b"\0".join([part for field in fields for part in field])
         lib.mc_submit(self._session, stream_id, _KIND_TRAILERS, block, len(block), len(fields))
 
     def stop_after_response(self, stream_id: int) -> None:
-        lib.mc_stop_after(self._session, stream_id)  # the C frame-sent callback resets once the response went
+        lib.mc_stop_after(self._conn, stream_id)  # the C frame-sent callback resets once the response went
 
     def upgrade(self, settings_payload: bytes, head_request: bool) -> None:
         super().upgrade(settings_payload, head_request)

@@ -33,7 +33,9 @@ int mc_conn_new(mc_conn *c, void *handle, const nghttp2_option *option, size_t m
 void mc_conn_free(mc_conn *c);
 int mc_submit(nghttp2_session *session, int32_t stream_id, int kind, const uint8_t *block, size_t len,
               size_t count);
-int mc_stop_after(nghttp2_session *session, int32_t stream_id);
+int mc_respond(mc_conn *c, int32_t stream_id, const uint8_t *block, size_t len, size_t count, const uint8_t *body,
+               size_t bodylen);
+int mc_stop_after(mc_conn *c, int32_t stream_id);
 void mc_upgraded(mc_conn *c);
 
 extern "Python" {

@@ -172,6 +172,11 @@ class H2Connection:
             else:
                 self._out[stream_id] = Outbound()
 
+    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.send_headers(stream_id, status, headers, not body)
+        if body:
+            self.send_data(stream_id, body, True)
+
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         out = self._out.get(stream_id)
         if out is None or not out.add(data, end_stream):

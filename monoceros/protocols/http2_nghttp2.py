@@ -150,6 +150,11 @@ class NGHTTP2Connection:
             self._out.pop(stream_id, None)
             raise ValueError(ffi.string(lib.nghttp2_strerror(rc)).decode())
 
+    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.send_headers(stream_id, status, headers, not body)
+        if body:
+            self.send_data(stream_id, body, True)
+
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         out = self._out.get(stream_id)
         if out is None or not out.add(data, end_stream):

@@ -115,9 +115,11 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
             self._finish()
 
     def _dispatch(self) -> None:
-        events = self.engine.events
+        engine = self.engine
+        events = engine.events
         if not events:
             return
+        engine.events = []  # taken whole: a flush while these are handled may dispatch what comes next
         streams = self.streams
         for event in events:
             kind = type(event)
@@ -146,7 +148,6 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
                     self.tunnel_ended(event.stream_id, None)
             elif kind is Rejected:
                 self._answer(event.stream_id, event.status, event.detail, not event.ended)  # type: ignore[union-attr]
-        events.clear()
 
     def _open(self, request: Request) -> None:
         state = self.state
@@ -154,7 +155,8 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         if len(self._running) >= self.service.settings.max_concurrent_streams:
             self.engine.reset_stream(sid, REFUSED_STREAM)  # the client may retry it: nothing was processed
             return
-        self._cancel_timer()
+        if self._timer is not None:
+            self._cancel_timer()
         if request.protocol is not None:
             self._open_tunnel(request)
             return
@@ -234,8 +236,9 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
             self.state.access_log.log_refusal(self.client, status, len(body))
 
     def _task_done(self, task: Task[None]) -> None:
-        self._running.discard(task)
-        if self._closing or not self.streams:
+        running = self._running
+        running.discard(task)
+        if not running:  # the last app task of a burst: the connection may be idle from now
             self._idle()
 
     def stream_done(self, stream: Stream) -> None:

@@ -87,15 +87,21 @@ class HTTP2Output:
         if stream.gone:
             return True
         engine = self.engine
-        if not self._release_head(sid, not data and not more) and self._statuses.get(sid, 200) not in (204, 304):
+        if not more:
+            head = self._heads.pop(sid, None)
+            if head is not None:  # the whole response at once (a held head means a body is allowed)
+                engine.send_response(sid, head[0], head[1], data)
+                self.conn.flush_soon()
+                return True
+        if not self._release_head(sid, False) and self._statuses.get(sid, 200) not in (204, 304):
             if stream.request.method != "HEAD":
                 engine.send_data(sid, data, not more)
             elif not more:
                 engine.send_data(sid, b"", True)
-        if batch and more:
-            self.conn.flush_soon()
-        else:
+        if more and not batch:
             self.conn.flush()
+        else:  # a response's end: the answers of every stream that ends in this loop turn leave in one write
+            self.conn.flush_soon()
         return engine.pending(sid) < STREAM_HIGH_WATER and not self.conn.write_paused
 
     def flush(self, stream: Stream) -> bool:
