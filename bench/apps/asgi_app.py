@@ -1,9 +1,12 @@
 """ASGI 3 bench app (stdlib only). HTTP behaviour is documented in common.py; a WebSocket on any path
 echoes every message back as it came (bench/ws_echo.py)."""
 
-from common import HELLO, NOT_FOUND, STREAM_CHUNK, STREAM_CHUNKS, json_document
+import asyncio
+
+from common import HELLO, NOT_FOUND, SLEEP_SECONDS, SLEPT, STREAM_CHUNK, STREAM_CHUNKS, json_document
 
 TEXT_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(HELLO)).encode())]
+SLEPT_HEADERS = [(b"content-type", b"text/plain"), (b"content-length", str(len(SLEPT)).encode())]
 
 
 async def lifespan(receive, send):
@@ -77,6 +80,10 @@ async def app(scope, receive, send):
         for _ in range(STREAM_CHUNKS):
             await send({"type": "http.response.body", "body": STREAM_CHUNK, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+    elif path == "/sleep":
+        await asyncio.sleep(SLEEP_SECONDS)
+        await send({"type": "http.response.start", "status": 200, "headers": SLEPT_HEADERS})
+        await send({"type": "http.response.body", "body": SLEPT})
     else:
         headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(NOT_FOUND)).encode())]
         await send({"type": "http.response.start", "status": 404, "headers": headers})

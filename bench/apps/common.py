@@ -7,6 +7,7 @@ doing the same work:
   POST /echo    reads the whole body, answers its length in decimal
   GET  /json    a ~1 KB JSON document built per request with json.dumps
   GET  /stream  1 MiB streamed in 16 KiB chunks, no Content-Length (chunked)
+  GET  /sleep   b"Slept." after sleeping 0.5 s (asyncio.sleep in ASGI, time.sleep in WSGI): bench/http2.py
   anything else 404
 """
 
@@ -17,6 +18,8 @@ NOT_FOUND = b"Not Found"
 STREAM_CHUNK = b"x" * (16 * 1024)
 STREAM_CHUNKS = 64  # 64 x 16 KiB = 1 MiB
 STREAM_TOTAL = len(STREAM_CHUNK) * STREAM_CHUNKS
+SLEEP_SECONDS = 0.5
+SLEPT = b"Slept."
 
 
 def json_document(method: str, path: str) -> bytes:

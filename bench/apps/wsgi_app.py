@@ -1,8 +1,11 @@
 """WSGI bench app (stdlib only). Behaviour is documented in common.py."""
 
-from common import HELLO, NOT_FOUND, STREAM_CHUNK, STREAM_CHUNKS, json_document
+import time
+
+from common import HELLO, NOT_FOUND, SLEEP_SECONDS, SLEPT, STREAM_CHUNK, STREAM_CHUNKS, json_document
 
 TEXT_HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))]
+SLEPT_HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(SLEPT)))]
 
 
 def stream():
@@ -28,5 +31,9 @@ def app(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return stream()
+    if path == "/sleep":
+        time.sleep(SLEEP_SECONDS)
+        start_response("200 OK", SLEPT_HEADERS)
+        return [SLEPT]
     start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(NOT_FOUND)))])
     return [NOT_FOUND]
