@@ -143,17 +143,19 @@ class H2Server:
     engine: str = ""  # monoceros: text its "HTTP/2 served by" log line must hold
 
 
-def monoceros(interface: str, tier: str, engine: str, expect: str) -> H2Server:
+def monoceros(interface: str, tier: str, engine: str, expect: str, inline: bool = False) -> H2Server:
     app = "asgi_app:app" if interface == "asgi" else "wsgi_app:app"
     extra = "--interface asgi3" if interface == "asgi" else f"--interface wsgi --threads {WSGI_THREADS}"
+    if inline:
+        extra = "--interface wsgi --wsgi-mode inline"
     return H2Server(
-        f"monoceros-{interface}-{tier}",
+        f"monoceros-{interface}{'-inline' if inline else ''}-{tier}",
         interface,
         f"{{python}} -m monoceros --workers 1 {extra} --host 127.0.0.1 --port {{port}} --no-access-log"
         f" --http2-max-requests 0 --http2-engine {engine} --app-dir . {app}",
         peer=False,
         note=f"this repo, --http2-engine {engine}"
-        + ("" if interface == "asgi" else f"; WSGI on {WSGI_THREADS} threads"),
+        + ("" if interface == "asgi" else " --wsgi-mode inline" if inline else f"; WSGI on {WSGI_THREADS} threads"),
         engine=expect,
     )
 
@@ -166,6 +168,7 @@ H2_SERVERS: dict[str, H2Server] = {
     for s in [
         *(monoceros("asgi", *tier) for tier in TIERS),
         *(monoceros("wsgi", *tier) for tier in TIERS),
+        monoceros("wsgi", *TIERS[0], inline=True),
         H2Server(
             "hypercorn-asgi",
             "asgi",
@@ -228,6 +231,7 @@ RATIOS = [
     ("monoceros-asgi-glue", "hypercorn-asgi"),
     ("monoceros-asgi-glue", "granian-asgi"),
     ("monoceros-wsgi-glue", "granian-wsgi"),
+    ("monoceros-wsgi-inline-glue", "granian-wsgi"),
     ("monoceros-asgi-abi", "granian-asgi"),
     ("monoceros-asgi-h2", "hypercorn-asgi"),
     ("monoceros-asgi-glue", "monoceros-asgi-abi"),

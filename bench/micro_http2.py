@@ -3,8 +3,8 @@
 As bench/micro.py does for HTTP/1.1: the real HTTP/2 driver, engine and adapters run on a real event loop, and
 only the transport is a stub. The requests are h2load's (GET / with its four header fields), encoded once
 beforehand by an ``h2`` client, and fed 16 at a time as h2load ``-m16`` sends them; the responses are hello
-world. KIND is ``asgi`` or ``wsgi-inline`` with the engine tier after a colon: ``asgi:glue``, ``asgi:abi``,
-``asgi:h2``. Add ``--profile`` to print where the time goes (cProfile, the top 25 by own time).
+world. KIND is ``asgi``, ``wsgi-inline`` or ``wsgi`` (the pool) with the engine tier after a colon:
+``asgi:glue``, ``asgi:abi``, ``asgi:h2``. Add ``--profile`` to print where the time goes (cProfile, the top 25 by own time).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def client_bytes(n: int) -> tuple[bytes, list[bytes]]:
 async def run(kind: str, n: int, profile: cProfile.Profile | None = None) -> float:
     interface, _, tier = kind.partition(":")
     loop = asyncio.get_running_loop()
-    config = Config(access_log=False, wsgi_mode="inline")
+    config = Config(access_log=False, wsgi_mode="inline" if interface == "wsgi-inline" else "threads")
     handler: Any = ASGIHTTPHandler(asgi_app, config, {}) if interface == "asgi" else WSGIHandler(wsgi_app, config, loop)
     state = ServerState(config, loop, handler, None, None)
     make, _ = engine_factory(TIERS[tier or "glue"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import _cffi_backend
+
 from .http2_ffi import Binding
 
 # nghttp2 constants (nghttp2.h) the callbacks and the engine share
@@ -33,7 +35,7 @@ def callbacks(binding: Binding) -> Any:
     if made is not None:
         return made[0]
     ffi, lib = binding.ffi, binding.lib
-    owner = ffi.from_handle
+    owner = _cffi_backend.from_handle  # the backend's own: ffi.from_handle wraps it in a Python call
 
     def on_begin_frame(session: Any, hd: Any, user_data: Any) -> int:
         return owner(user_data)._begin_frame(hd.type, hd.stream_id)  # type: ignore[no-any-return]

@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import _cffi_backend
+
 from .events import Body, EndBody, Event, ProtocolError, Rejected, StreamReset, Trailers
 from .http2 import (
     ENHANCE_YOUR_CALM,
@@ -236,11 +238,14 @@ class NGHTTP2Connection:
             self._last_id = stream_id
 
     def _header(self, name: bytes, value: bytes) -> int:
-        verdict = self._headers.add(len(name), len(value))
-        if verdict > 0:
+        budget = self._headers  # HeaderBudget.add, inlined: this runs once per field
+        size = budget.size = budget.size + len(name) + len(value) + 32
+        count = budget.count = budget.count + 1
+        if size <= budget.max_size and count <= budget.max_count:
             self._fields.append((name, value))
             return 0
-        return 0 if verdict == 0 else _ERR_TEMPORAL_CALLBACK_FAILURE
+        budget.over = True
+        return _ERR_TEMPORAL_CALLBACK_FAILURE if size > 4 * budget.max_size or count > 4 * budget.max_count else 0
 
     def _frame(self, kind: int, flags: int, stream_id: int, category: int, length: int) -> None:
         if kind == _HEADERS:
@@ -346,20 +351,37 @@ class NGHTTP2Connection:
         del keep
 
 
-def _nv_array(ffi: Any, fields: list[tuple[bytes, bytes]]) -> tuple[Any, list[Any]]:
-    """An ``nghttp2_nv[]`` of ``fields``, and the buffers it points into (kept alive by the caller until the
-    submit returns: libnghttp2 copies them)."""
-    nva = ffi.new("nghttp2_nv[]", len(fields))
-    keep = []
-    for i, (name, value) in enumerate(fields):
-        n = ffi.from_buffer(name)
-        v = ffi.from_buffer(value)
-        keep.append(n)
-        keep.append(v)
-        nv = nva[i]
-        nv.name = ffi.cast("uint8_t *", n)
-        nv.value = ffi.cast("uint8_t *", v)
-        nv.namelen = len(name)
-        nv.valuelen = len(value)
-    keep.append(nva)
-    return nva, keep
+def _nv_array(ffi: Any, fields: list[tuple[bytes, bytes]]) -> tuple[Any, tuple[Any, ...]]:
+    """An ``nghttp2_nv[]`` of ``fields``, and what it points into (kept alive by the caller until the submit
+    returns: libnghttp2 copies them). One buffer holds every name and value, and the array is made in one call
+    from a list: cffi's per-field casts were a quarter of a request's cost in ABI mode."""
+    block = b"".join([part for field in fields for part in field])
+    base = _FROM_BUFFER(_u8_array(ffi), block)
+    entries = []
+    offset = 0
+    for name, value in fields:
+        n = len(name)
+        entries.append((base + offset, base + offset + n, n, len(value), 0))
+        offset += n + len(value)
+    nva = _NEWP(_nv_array_type(ffi), entries)
+    return nva, (base, block)
+
+
+_FROM_BUFFER = _cffi_backend.from_buffer
+_NEWP = _cffi_backend.newp
+_types: dict[int, tuple[Any, Any]] = {}
+
+
+def _u8_array(ffi: Any) -> Any:
+    return _ctypes(ffi)[0]
+
+
+def _nv_array_type(ffi: Any) -> Any:
+    return _ctypes(ffi)[1]
+
+
+def _ctypes(ffi: Any) -> tuple[Any, Any]:
+    made = _types.get(id(ffi))
+    if made is None:
+        made = _types[id(ffi)] = (ffi.typeof("uint8_t[]"), ffi.typeof("nghttp2_nv[]"))
+    return made
