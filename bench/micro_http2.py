@@ -4,7 +4,8 @@ As bench/micro.py does for HTTP/1.1: the real HTTP/2 driver, engine and adapters
 only the transport is a stub. The requests are h2load's (GET / with its four header fields), encoded once
 beforehand by an ``h2`` client, and fed 16 at a time as h2load ``-m16`` sends them; the responses are hello
 world. KIND is ``asgi``, ``wsgi-inline`` or ``wsgi`` (the pool) with the engine tier after a colon:
-``asgi:glue``, ``asgi:abi``, ``asgi:h2``. Add ``--profile`` to print where the time goes (cProfile, the top 25 by own time).
+``asgi:glue``, ``asgi:abi``, ``asgi:h2``. Add ``--profile`` to print where the time goes (cProfile, the top
+25 by own time).
 """
 
 from __future__ import annotations
