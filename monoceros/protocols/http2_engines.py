@@ -37,7 +37,12 @@ def engine_factory(choice: str) -> tuple[EngineFactory, str]:
             except Unavailable as exc:
                 reasons.append(str(exc))
                 continue
-            return _nghttp2_factory(binding), f"libnghttp2 {binding.version} ({binding.tier})"
+            note = ""
+            if tuple(int(p) for p in binding.version.split(".")[:2] if p.isdigit()) >= (1, 65):
+                # 1.65 dropped RFC 7540 priorities and closed-stream retention: a few frames on closed streams
+                # and malformed PRIORITY frames are then ignored where 1.52 answered them (h2spec 138/146).
+                note = "; this version ignores some frames on closed streams (docs/deployment.md)"
+            return _nghttp2_factory(binding), f"libnghttp2 {binding.version} ({binding.tier}){note}"
         if choice != "auto":
             raise ImportError("libnghttp2 cannot be used: " + "; ".join(reasons))
     try:
