@@ -9,6 +9,7 @@ into its open state (the HTTP/1.1 handshake it knows is not the one used here).
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 from h2_support import ENGINES, H2Client
@@ -63,6 +64,9 @@ class WebSocketOnStream:
 
     def close(self, code: int = 1000) -> None:
         self.ws.send_close(code)
+        self._flush()
+
+    def answer_close(self) -> None:
         self._flush()
 
     def _flush(self) -> None:
@@ -161,3 +165,23 @@ def test_the_client_resetting_the_stream_disconnects_the_app(server: ServerProce
         client.conn.reset_stream(socket_.sid)
         client.request("GET", "/kind")
         assert json.loads(server.wait_record("ws-disconnect-h2reset"))["code"] == 1006
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_graceful_stop_closes_the_websocket_with_1001(serve: ServerFactory, engine: str) -> None:
+    """SIGTERM: the WebSocket on the stream gets a close frame with 1001 (going away), the stream ends, the
+    connection gets GOAWAY, and the server exits once the client has answered."""
+    server = serve("ws_apps:app", "--http2-engine", engine)
+    with H2Client.connect(server.host, server.port) as client:
+        socket_ = WebSocketOnStream(client, "/echo?id=h2stop", deflate=False)
+        socket_.send("before")
+        assert socket_.frames(1)[0].data == b"before"
+        server.send_signal(signal.SIGTERM)
+        (closing,) = socket_.frames(1)
+        assert closing.opcode is Opcode.CLOSE and int.from_bytes(closing.data[:2], "big") == 1001
+        socket_.answer_close()  # the client protocol queued its close frame in answer: send it
+        client.read(lambda: socket_.answer.ended or client.closed)
+        client.read(lambda: client.closed, 10)
+        assert client.goaway is not None
+    assert server.wait(10) == 0
+    assert json.loads(server.wait_record("ws-disconnect-h2stop"))["code"] in (1001, 1006)
