@@ -40,7 +40,12 @@ class H2Connection:
     """An :class:`~monoceros.protocols.http2.HTTP2Engine` on the ``h2`` package."""
 
     def __init__(self, settings: HTTP2Settings, clock: Callable[[], float]) -> None:
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=True)
+        # Outbound fields are made valid before they reach h2 (check_header on the app's, response_fields
+        # lowercases and drops connection-specific ones), so h2's own outbound pass would only repeat it.
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=True,
+            validate_outbound_headers=False, normalize_outbound_headers=False,
+        )  # fmt: skip
         conn = self._conn = h2.connection.H2Connection(config)
         self.name = f"h2 {h2.__version__}"
         self.events: list[Event] = []
