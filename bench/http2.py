@@ -409,17 +409,7 @@ def run_one(server: H2Server, scenario: Scenario, args: argparse.Namespace, logs
         "status": "ok",
     }
     log_path = logs_dir / f"http2-{scenario.name}__{server.name}.log"
-    env = dict(os.environ, PYTHONPATH=str(BENCH / "apps"), PYTHONUNBUFFERED="1")
-    with open(log_path, "wb") as logf:
-        proc = subprocess.Popen(
-            ["taskset", "-c", str(args.server_core), *shlex.split(command)],
-            cwd=BENCH / "apps",
-            env=env,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = run.start_server(command, args.server_core, BENCH / "apps", log_path)
     try:
         problem = run.wait_for_port(proc, port, run.START_TIMEOUT)
         if problem is None and server.engine:

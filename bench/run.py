@@ -360,13 +360,28 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+def start_server(command: str, core: int, cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a server ``command`` pinned to ``core``, in its own session (so stop_server reaches its whole
+    tree), its output to ``log_path``; the bench apps are importable."""
+    env = dict(os.environ, PYTHONPATH=str(BENCH / "apps"), PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as logf:
+        return subprocess.Popen(
+            ["taskset", "-c", str(core), *shlex.split(command)],
+            cwd=cwd,
+            env=env,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
 def run_one(server: Server, scenario: Scenario, args: argparse.Namespace, logs_dir: Path) -> dict[str, Any]:
     port = free_port()
     command = command_for(server, scenario).format(
         python=shlex.quote(sys.executable), peers=shlex.quote(str(args.peers_venv / "bin")), port=port
     )
     cwd = BENCH / server.cwd
-    argv = ["taskset", "-c", str(args.server_core), *shlex.split(command)]
     result: dict[str, Any] = {
         "server": server.name,
         "scenario": scenario.name,
@@ -375,17 +390,7 @@ def run_one(server: Server, scenario: Scenario, args: argparse.Namespace, logs_d
         "status": "ok",
     }
     log_path = logs_dir / f"{scenario.name}__{server.name}.log"
-    env = dict(os.environ, PYTHONPATH=str(BENCH / "apps"), PYTHONUNBUFFERED="1")
-    with open(log_path, "wb") as logf:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = start_server(command, args.server_core, cwd, log_path)
     sampler = None
     try:
         problem = wait_for_port(proc, port, START_TIMEOUT)

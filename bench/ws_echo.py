@@ -465,17 +465,7 @@ def run_one(server: WSServer, mode: Mode, args: argparse.Namespace, logs_dir: Pa
         "status": "ok",
     }
     log_path = logs_dir / f"ws-{mode.name}__{server.name}.log"
-    env = dict(os.environ, PYTHONPATH=str(BENCH / "apps"), PYTHONUNBUFFERED="1")
-    with open(log_path, "wb") as logf:
-        proc = subprocess.Popen(
-            ["taskset", "-c", str(args.server_core), *shlex.split(command)],
-            cwd=BENCH / "apps",
-            env=env,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = run.start_server(command, args.server_core, BENCH / "apps", log_path)
     result["client"] = shlex.join(client_command(args, port, mode.window, args.duration, proc.pid))
     sampler = None
     try:

@@ -58,6 +58,12 @@ class Attacker:
         )
         return HeadersFrame(sid, block, flags=["END_HEADERS", *(["END_STREAM"] if end else [])])
 
+    def flood(self, batches: Iterable[list[Frame]]) -> None:
+        """Send batch after batch until the server closes (or the batches run out)."""
+        for frames in batches:
+            if not self.send(frames):
+                return
+
     def read_to_close(self, timeout: float = 10.0) -> None:
         try:
             self._read_to_close(timeout)
@@ -100,37 +106,35 @@ def others_are_served(server: ServerProcess) -> None:
     assert time.monotonic() - started < 2.0
 
 
-def test_rapid_reset_is_cut_and_costs_little(server: ServerProcess) -> None:
-    rss = server.rss_kib()
-    attacker = Attacker(server)
-    sid = 1
-    for _ in range(30):  # 3,000 streams opened and cancelled at once, against a budget of 1,000
-        frames: list[Frame] = []
-        for _ in range(100):
-            frames += [attacker.headers(sid, "/slow?s=5"), RstStreamFrame(sid, error_code=8)]
-            sid += 2
-        if not attacker.send(frames):
-            break
+def ended_calmly(attacker: Attacker, server: ServerProcess) -> None:
+    """The attacker's connection ends with GOAWAY(ENHANCE_YOUR_CALM), and the server serves others."""
     attacker.read_to_close()
     assert attacker.goaway_code() == ENHANCE_YOUR_CALM
     others_are_served(server)
+
+
+def test_rapid_reset_is_cut_and_costs_little(server: ServerProcess) -> None:
+    rss = server.rss_kib()
+    attacker = Attacker(server)
+    # 3,000 streams opened and cancelled at once, against a budget of 1,000
+    attacker.flood(
+        [frame for sid in range(1 + 200 * b, 201 + 200 * b, 2)
+         for frame in (attacker.headers(sid, "/slow?s=5"), RstStreamFrame(sid, error_code=8))]
+        for b in range(30)
+    )  # fmt: skip
+    ended_calmly(attacker, server)
     assert server.rss_kib() - rss < 32 * MIB
 
 
 def test_made_you_reset_is_cut(server: ServerProcess) -> None:
     """Frames that oblige the server to reset the stream (a window overflow) spend the same budget."""
     attacker = Attacker(server)
-    sid = 1
-    for _ in range(20):
-        frames: list[Frame] = []
-        for _ in range(100):
-            frames += [attacker.headers(sid, "/slow?s=5", end=False), WindowUpdateFrame(sid, 2**31 - 1)]
-            sid += 2
-        if not attacker.send(frames):
-            break
-    attacker.read_to_close()
-    assert attacker.goaway_code() == ENHANCE_YOUR_CALM
-    others_are_served(server)
+    attacker.flood(
+        [frame for sid in range(1 + 200 * b, 201 + 200 * b, 2)
+         for frame in (attacker.headers(sid, "/slow?s=5", end=False), WindowUpdateFrame(sid, 2**31 - 1))]
+        for b in range(20)
+    )  # fmt: skip
+    ended_calmly(attacker, server)
 
 
 def test_an_hpack_bomb_never_reaches_the_app_nor_the_memory(server: ServerProcess) -> None:
@@ -158,9 +162,8 @@ def test_a_continuation_flood_closes_the_connection(server: ServerProcess) -> No
     attacker = Attacker(server)
     block = attacker.encoder.encode([(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/")])
     attacker.send([HeadersFrame(1, block, flags=["END_STREAM"])])
-    for _ in range(100):  # 100 x 160 KiB of CONTINUATION frames that never end the block
-        if not attacker.send([ContinuationFrame(1, b"\x00" * 16000) for _ in range(10)]):
-            break
+    # 100 x 160 KiB of CONTINUATION frames that never end the block
+    attacker.flood([ContinuationFrame(1, b"\x00" * 16000) for _ in range(10)] for _ in range(100))
     attacker.read_to_close()
     assert server.rss_kib() - rss < 16 * MIB
     others_are_served(server)
@@ -169,15 +172,11 @@ def test_a_continuation_flood_closes_the_connection(server: ServerProcess) -> No
 @pytest.mark.parametrize("flood", ["ping", "settings"])
 def test_control_floods_are_cut(server: ServerProcess, flood: str) -> None:
     attacker = Attacker(server)
-    for i in range(40):  # 4,000 frames against a budget of 1,000
-        frames = [
-            PingFrame(0, (i * 100 + j).to_bytes(8, "big")) if flood == "ping" else SettingsFrame(0) for j in range(100)
-        ]
-        if not attacker.send(frames):
-            break
-    attacker.read_to_close()
-    assert attacker.goaway_code() == ENHANCE_YOUR_CALM
-    others_are_served(server)
+    attacker.flood(  # 4,000 frames against a budget of 1,000
+        [PingFrame(0, (i * 100 + j).to_bytes(8, "big")) if flood == "ping" else SettingsFrame(0) for j in range(100)]
+        for i in range(40)
+    )
+    ended_calmly(attacker, server)
 
 
 def test_a_client_that_never_reads_holds_bounded_memory(server: ServerProcess) -> None:

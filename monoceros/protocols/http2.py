@@ -37,7 +37,7 @@ STREAM_CLOSED, REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 0x5, 0x7, 0x8, 0xB
 
 
 # DATA bytes sent that make the next WINDOW_UPDATE free of the control budget: a client reading a response
-# opens windows as it goes, a flood opens windows nothing waits on (http2_glue.c has the same figure).
+# opens windows as it goes, a flood opens windows nothing waits on (the glue is given it too).
 FREE_UPDATE = 1024
 
 
@@ -121,6 +121,24 @@ class HTTP2Engine(Protocol):
 
     def close(self) -> None:
         """Release what the engine holds (the C session)."""
+
+
+class HeadThenBody:
+    """``send_response`` as a head and then the body that ends it: for the engines with no faster way (the glue
+    sends both in one call)."""
+
+    __slots__ = ()
+
+    def send_headers(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+        raise NotImplementedError
+
+    def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        raise NotImplementedError
+
+    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.send_headers(stream_id, status, headers, not body)
+        if body:
+            self.send_data(stream_id, body, True)
 
 
 class Outbound:

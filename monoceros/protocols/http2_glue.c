@@ -20,7 +20,6 @@
 #include <nghttp2/nghttp2.h>
 
 #define MC_SKIPPED 64          /* stream-id ranges the client skipped, remembered for the lower-id check */
-#define MC_FREE_UPDATE 1024    /* DATA bytes sent that make the next WINDOW_UPDATE free of the budget */
 #define MC_NV_STACK 32         /* response fields built on the stack; more are allocated */
 
 enum { MC_OK = 0, MC_TOO_MANY_RESETS = 1, MC_TOO_MANY_CONTROLS = 2 };
@@ -52,6 +51,7 @@ typedef struct {
     unsigned nskipped, next_skipped;
     mc_budget resets, controls;
     size_t data_sent;             /* DATA bytes sent since the last WINDOW_UPDATE received */
+    size_t free_update;           /* as many make the next WINDOW_UPDATE free of the budget (http2.py) */
     int error;                    /* MC_TOO_MANY_*: a budget ended the connection */
     mc_stream streams;            /* the head of the list of mc_stream (a sentinel) */
 } mc_conn;
@@ -224,7 +224,7 @@ static int mc_on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame
         mc_spend_or_end(c, &c->controls, MC_TOO_MANY_CONTROLS);
         return 0;
     case NGHTTP2_WINDOW_UPDATE:
-        if (c->data_sent >= MC_FREE_UPDATE)
+        if (c->data_sent >= c->free_update)
             c->data_sent = 0;
         else
             mc_spend_or_end(c, &c->controls, MC_TOO_MANY_CONTROLS);
@@ -298,7 +298,7 @@ static ssize_t mc_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf
 
 /* Create the server session of ``c``; 0 or a libnghttp2 error code. */
 static int mc_conn_new(mc_conn *c, void *handle, const nghttp2_option *option, size_t max_size, uint32_t max_count,
-                       double burst, double rate) {
+                       double burst, double rate, size_t free_update) {
     nghttp2_session_callbacks *cbs;
     int rc = nghttp2_session_callbacks_new(&cbs);
     if (rc != 0)
@@ -315,6 +315,7 @@ static int mc_conn_new(mc_conn *c, void *handle, const nghttp2_option *option, s
     c->handle = handle;
     c->max_size = max_size;
     c->max_count = max_count;
+    c->free_update = free_update;
     mc_budget_init(&c->resets, burst, rate);
     mc_budget_init(&c->controls, burst, rate);
     rc = nghttp2_session_server_new2(&c->session, cbs, c, option);

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .events import EndBody
-from .http2 import HTTP2Error, HTTP2Settings, Outbound
+from .http2 import FREE_UPDATE, HTTP2Error, HTTP2Settings, Outbound
 from .http2_callbacks import check as _check
 from .http2_callbacks import failure as _failure
 from .http2_ffi import Binding
@@ -31,7 +31,7 @@ class GlueConnection(NGHTTP2Connection):
     def _open(self, binding: Binding, settings: HTTP2Settings, option: Any) -> Any:
         conn = self._conn = ffi.new("mc_conn *")
         rc = lib.mc_conn_new(conn, self._handle, option, settings.max_header_list_size, settings.max_header_count,
-                             float(settings.reset_burst), float(settings.reset_rate))  # fmt: skip
+                             float(settings.reset_burst), float(settings.reset_rate), FREE_UPDATE)  # fmt: skip
         _check(rc, lib, ffi)
         return conn.session
 

@@ -29,7 +29,7 @@ MODULE = "monoceros.protocols._nghttp2"
 GLUE_CDEF = """
 typedef struct { void *handle; nghttp2_session *session; int error; int32_t last_id; ...; } mc_conn;
 int mc_conn_new(mc_conn *c, void *handle, const nghttp2_option *option, size_t max_size, uint32_t max_count,
-                double burst, double rate);
+                double burst, double rate, size_t free_update);
 void mc_conn_free(mc_conn *c);
 int mc_submit(nghttp2_session *session, int32_t stream_id, int kind, const uint8_t *block, size_t len,
               size_t count);

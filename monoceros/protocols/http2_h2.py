@@ -29,6 +29,7 @@ from .http2 import (
     REFUSED_STREAM,
     Budget,
     HeaderBudget,
+    HeadThenBody,
     HTTP2Error,
     HTTP2Settings,
     Outbound,
@@ -36,7 +37,7 @@ from .http2 import (
 )
 
 
-class H2Connection:
+class H2Connection(HeadThenBody):
     """An :class:`~monoceros.protocols.http2.HTTP2Engine` on the ``h2`` package."""
 
     def __init__(self, settings: HTTP2Settings, clock: Callable[[], float]) -> None:
@@ -176,11 +177,6 @@ class H2Connection:
                 self._done.add(stream_id)
             else:
                 self._out[stream_id] = Outbound()
-
-    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.send_headers(stream_id, status, headers, not body)
-        if body:
-            self.send_data(stream_id, body, True)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         out = self._out.get(stream_id)

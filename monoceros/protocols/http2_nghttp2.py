@@ -28,6 +28,7 @@ from .http2 import (
     PROTOCOL_ERROR,
     Budget,
     HeaderBudget,
+    HeadThenBody,
     HTTP2Error,
     HTTP2Settings,
     Outbound,
@@ -53,7 +54,7 @@ _SKIPPED_RANGES = 64  # stream-id ranges the client skipped, remembered for the 
 log = logging.getLogger("monoceros.error")
 
 
-class NGHTTP2Connection:
+class NGHTTP2Connection(HeadThenBody):
     """An :class:`~monoceros.protocols.http2.HTTP2Engine` on libnghttp2."""
 
     def __init__(self, binding: Binding, settings: HTTP2Settings, clock: Callable[[], float]) -> None:
@@ -151,11 +152,6 @@ class NGHTTP2Connection:
         if rc < 0:
             self._out.pop(stream_id, None)
             raise ValueError(ffi.string(lib.nghttp2_strerror(rc)).decode())
-
-    def send_response(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.send_headers(stream_id, status, headers, not body)
-        if body:
-            self.send_data(stream_id, body, True)
 
     def send_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         out = self._out.get(stream_id)

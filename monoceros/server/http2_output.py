@@ -74,26 +74,25 @@ class HTTP2Output:
             return
         self._heads[sid] = (status, fields)
 
-    def _release_head(self, sid: int, end: bool) -> bool:
-        """Send the held head; True when it went with END_STREAM (an empty body)."""
+    def _release_head(self, sid: int) -> None:
+        """Send the held head, if it is still held; a body follows."""
         head = self._heads.pop(sid, None)
-        if head is None:
-            return False
-        self.engine.send_headers(sid, head[0], head[1], end)
-        return end
+        if head is not None:
+            self.engine.send_headers(sid, head[0], head[1], False)
 
     def send_data(self, stream: Stream, data: bytes, more: bool, batch: bool) -> bool:
         sid = stream.request.stream_id
         if stream.gone:
             return True
         engine = self.engine
-        if not more:
-            head = self._heads.pop(sid, None)
-            if head is not None:  # the whole response at once (a held head means a body is allowed)
+        head = self._heads.pop(sid, None)
+        if head is not None:  # a held head means a body is allowed
+            if not more:  # the whole response at once
                 engine.send_response(sid, head[0], head[1], data)
                 self.conn.flush_soon()
                 return True
-        if not self._release_head(sid, False) and self._statuses.get(sid, 200) not in (204, 304):
+            engine.send_headers(sid, head[0], head[1], False)
+        if self._statuses.get(sid, 200) not in (204, 304):
             if stream.request.method != "HEAD":
                 engine.send_data(sid, data, not more)
             elif not more:
@@ -113,7 +112,7 @@ class HTTP2Output:
         for name, value in headers:
             check_header(name, value)
         sid = stream.request.stream_id
-        self._release_head(sid, False)
+        self._release_head(sid)
         self.engine.send_trailers(sid, [(name.lower(), value) for name, value in headers])
         self.conn.flush()
 

@@ -12,7 +12,6 @@ as TCP's would. The handshake answers ``200`` (not 101) and a denial is an ordin
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..protocols.http2 import CANCEL, response_fields
@@ -136,11 +135,10 @@ class H2WebSocket(WebSocketConnection):
         carrier.protocol = self
         self.carrier = carrier
         self.conn = conn
-        self._h2_request = request
 
     def start(self) -> None:
         self.state.connections.add(self)
-        refusal = self.ws.handshake_over_http2(self._h2_request)
+        refusal = self.ws.handshake_over_http2(self.request)
         if refusal is not None:
             self._denied = True
             self._respond(refusal.status, [(b"content-type", b"text/plain; charset=utf-8")], refusal.data, False)
@@ -199,10 +197,3 @@ class H2WebSocket(WebSocketConnection):
         self.eof_received()
         if not self.carrier.is_closing():
             self.carrier.close()
-
-    def _log_access(self, status: int, size: int) -> None:
-        access_log = self.state.access_log
-        if access_log is not None:
-            access_log.log_request(
-                self._h2_request, self.client, status, size, time.perf_counter() - self._clock, (), self._started
-            )
