@@ -188,3 +188,72 @@ def test_proto_and_for_together() -> None:
     trust = ProxyTrust(LOCAL)
     headers = [(b"host", b"x"), *proto("https"), *xff("198.51.100.7")]
     assert trust.resolve(("::1", 1), "http", headers) == (("198.51.100.7", 0), "https")
+
+
+# -- Forwarded (RFC 7239) and X-Forwarded-Host ------------------------------------------------------------
+
+
+def fwd(*values: str) -> list[tuple[bytes, bytes]]:
+    return [(b"host", b"internal:8000")] + [(b"forwarded", v.encode()) for v in values]
+
+
+def test_rfc7239_parse() -> None:
+    from monoceros.protocols.forwarded import node, parse
+
+    assert parse('for=192.0.2.60;proto=http;by=203.0.113.43') == [
+        {"for": "192.0.2.60", "proto": "http", "by": "203.0.113.43"}
+    ]
+    assert parse('For="[2001:db8:cafe::17]:4711", for=unknown;HOST="a.example"') == [
+        {"for": "[2001:db8:cafe::17]:4711"},
+        {"for": "unknown", "host": "a.example"},
+    ]
+    assert parse('for="_gazonk"') == [{"for": "_gazonk"}]
+    assert parse('for="a\\"b"') == [{"for": 'a"b'}]
+    assert parse(", , for=1.2.3.4 ,") == [{"for": "1.2.3.4"}]
+    for bad in ("for", "for=", 'for="open', "for=a b", "for=a;for=b", "=x", "for=a,,x", "for=a=b"):
+        assert parse(bad) is None, bad
+    assert node("[2001:db8:cafe::17]:4711") == ("2001:db8:cafe::17", 4711)
+    assert node("192.0.2.43:47011") == ("192.0.2.43", 47011)
+    assert node("192.0.2.43") == ("192.0.2.43", 0)
+    assert node("unknown") == ("unknown", 0)
+    assert node("10.0.0.1:99999") == ("10.0.0.1", 0)
+
+
+def test_forwarded_right_most_untrusted_with_its_proto_and_host() -> None:
+    trust = ProxyTrust(["127.0.0.1", "10.0.0.0/8"])
+    headers = fwd('for=198.51.100.7;proto=https;host=shop.example, for=10.1.1.1;proto=http;host=lb.internal')
+    client, scheme = trust.resolve(("127.0.0.1", 5000), "http", headers)
+    assert (client, scheme) == (("198.51.100.7", 0), "https")
+    assert dict(headers)[b"host"] == b"shop.example"
+    # a spoofed element left of the real client is not believed
+    headers = fwd('for=1.1.1.1;host=evil.example, for="[2001:db8::9]:4711";proto=https;host=shop.example')
+    client, scheme = trust.resolve(("127.0.0.1", 5000), "http", headers)
+    assert (client, scheme) == (("2001:db8::9", 4711), "https")
+    assert dict(headers)[b"host"] == b"shop.example"
+
+
+def test_forwarded_wins_over_x_forwarded_and_is_ignored_when_malformed_or_untrusted() -> None:
+    trust = ProxyTrust(LOCAL)
+    headers = fwd("for=198.51.100.7;proto=https") + xff("203.0.113.1") + proto("http")
+    assert trust.resolve(("127.0.0.1", 1), "http", headers) == (("198.51.100.7", 0), "https")
+    headers = fwd('for="198.51.100.7') + xff("203.0.113.1")
+    assert trust.resolve(("127.0.0.1", 1), "http", headers) == (("127.0.0.1", 1), "http")
+    headers = fwd("for=198.51.100.7;proto=https;host=x.example")
+    assert trust.resolve(("192.0.2.1", 1), "http", headers) == (("192.0.2.1", 1), "http")
+    assert dict(headers)[b"host"] == b"internal:8000"
+
+
+def test_x_forwarded_host() -> None:
+    trust = ProxyTrust(LOCAL)
+    headers = [(b"host", b"internal"), (b"x-forwarded-host", b"a.example, shop.example:8443")]
+    trust.resolve(("127.0.0.1", 1), "http", headers)
+    assert dict(headers)[b"host"] == b"shop.example:8443"
+    headers = [(b"x-forwarded-host", b"shop.example")]  # HTTP/1.0 without Host: one is added
+    trust.resolve(("127.0.0.1", 1), "http", headers)
+    assert dict(headers)[b"host"] == b"shop.example"
+    headers = [(b"host", b"internal"), (b"x-forwarded-host", b"evil.example/path")]
+    trust.resolve(("127.0.0.1", 1), "http", headers)
+    assert dict(headers)[b"host"] == b"internal"  # not a host: left alone
+    headers = [(b"host", b"internal"), (b"x-forwarded-host", b"shop.example")]
+    trust.resolve(("192.0.2.1", 1), "http", headers)
+    assert dict(headers)[b"host"] == b"internal"  # an untrusted peer's header: ignored

@@ -1,9 +1,13 @@
-"""Trusting X-Forwarded-For / X-Forwarded-Proto from known proxies only.
+"""Trusting Forwarded (RFC 7239) and X-Forwarded-For / -Proto / -Host from known proxies only.
 
-Behind a reverse proxy the TCP peer is the proxy, so the real client address and scheme arrive in headers.
-Anyone can send those headers, so they are believed only when the peer is listed in
-``forwarded_allow_ips`` (the behaviour uvicorn documents for ``--forwarded-allow-ips``). This runs for every
-request, so the common cases (untrusted peer, or no such headers) cost a set lookup and one header scan.
+Behind a reverse proxy the TCP peer is the proxy, so the real client address, scheme and host arrive in
+headers. Anyone can send those headers, so they are believed only when the peer is listed in
+``forwarded_allow_ips`` (the behaviour uvicorn documents for ``--forwarded-allow-ips``). A chain of proxies is
+read from the right, skipping the trusted ones: the first address that is not one is the client (the
+right-most untrusted rule), and with ``Forwarded`` that element's ``proto`` and ``host`` are the ones its
+proxy saw. ``Forwarded``, when present, is believed instead of the X-Forwarded-* headers, not beside them.
+This runs for every request, so the common cases (untrusted peer, or no such headers) cost a set lookup and
+one header scan.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from ..errors import ConfigError
+from ..protocols import forwarded as rfc7239
 from ..protocols.headers import Memo
 
 Client = tuple[str, int] | None
@@ -83,26 +88,64 @@ class ProxyTrust:
                     return True
         return False
 
-    def resolve(self, client: Client, scheme: str, headers: Sequence[tuple[bytes, bytes]]) -> tuple[Client, str]:
-        """The (client, scheme) the app should see, after believing a trusted proxy's headers.
+    def resolve(self, client: Client, scheme: str, headers: list[tuple[bytes, bytes]]) -> tuple[Client, str]:
+        """The (client, scheme) the app should see, after believing a trusted proxy's headers; a forwarded
+        host replaces the request's Host header in ``headers``.
 
         Header names must be lowercase. X-Forwarded-For is read right to left, skipping trusted proxies;
         the first address that is not one is the client (port 0, since proxies do not forward it). The last
-        X-Forwarded-Proto value is the scheme, kept a websocket scheme on websocket requests.
+        X-Forwarded-Proto value is the scheme, kept a websocket scheme on websocket requests, and the last
+        X-Forwarded-Host value the host.
         """
         if not self.trusts(client[0] if client is not None else None):
             return client, scheme
         proto: bytes | None = None
+        host: bytes | None = None
         forwarded: list[bytes] = []
+        standard: list[bytes] = []
         for name, value in headers:
-            if name == b"x-forwarded-proto":
-                proto = value
-            elif name == b"x-forwarded-for":
-                forwarded.append(value)
+            if name[:2] == b"x-":
+                if name == b"x-forwarded-proto":
+                    proto = value
+                elif name == b"x-forwarded-for":
+                    forwarded.append(value)
+                elif name == b"x-forwarded-host":
+                    host = value
+            elif name == b"forwarded":
+                standard.append(value)
+        if standard:
+            return self._rfc7239(standard, client, scheme, headers)
         if proto is not None:
             scheme = _forwarded_scheme(proto, scheme)
         if forwarded:
             client = self._forwarded_client(forwarded, client)
+        if host is not None:
+            _set_host(headers, host.rpartition(b",")[2].strip())
+        return client, scheme
+
+    def _rfc7239(
+        self, values: list[bytes], client: Client, scheme: str, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[Client, str]:
+        elements = rfc7239.parse(b",".join(values).decode("latin-1"))
+        if not elements:
+            return client, scheme  # malformed: none of it is believed
+        chosen = elements[0]
+        for element in reversed(elements):
+            node = element.get("for")
+            if node is None:
+                continue
+            chosen = element
+            if not self._trusts_ip(rfc7239.node(node)[0]):
+                break
+        node = chosen.get("for")
+        if node is not None:
+            client = rfc7239.node(node)
+        proto = chosen.get("proto")
+        if proto is not None:
+            scheme = _forwarded_scheme(proto.encode("latin-1"), scheme)
+        host = chosen.get("host")
+        if host:
+            _set_host(headers, host.encode("latin-1"))
         return client, scheme
 
     def _forwarded_client(self, values: list[bytes], client: Client) -> Client:
@@ -115,6 +158,17 @@ class ProxyTrust:
             if not self._trusts_ip(host):
                 return (host, 0)
         return (_strip_port(entries[0]), 0)
+
+
+def _set_host(headers: list[tuple[bytes, bytes]], host: bytes) -> None:
+    """Replace the Host header (or add one) with the host a trusted proxy says the client asked for."""
+    if not host or any(c in host for c in b" \t\r\n/\\@"):
+        return  # not a host[:port]: left as it was
+    for i, (name, _) in enumerate(headers):
+        if name == b"host":
+            headers[i] = (b"host", host)
+            return
+    headers.append((b"host", host))
 
 
 def _forwarded_scheme(value: bytes, scheme: str) -> str:
