@@ -10,16 +10,20 @@ a 3 % change from noise). It asserts nothing about speed; it prints.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import time
 from typing import Any
 
+from monoceros.access_log import AccessLogger
 from monoceros.adapters.asgi_http import ASGIHTTPHandler
 from monoceros.adapters.asgi_websocket import ASGIWebSocketHandler
 from monoceros.adapters.wsgi import WSGIHandler
 from monoceros.config import Config
+from monoceros.logs import configure_logging
 from monoceros.server.http11 import HTTP11Transport
+from monoceros.server.metrics import Tally
 from monoceros.server.state import ServerState
 from monoceros.server.worker import new_event_loop
 
@@ -110,16 +114,28 @@ class StubTransport:
 
 async def run(kind: str, n: int) -> float:
     """Microseconds per request; ``kind`` is asgi, wsgi-inline or wsgi, with ``-close`` for a new
-    connection per request (``Connection: close``: setup and teardown counted too); ``ws`` is one WebSocket
-    echo of a 64-byte message, one at a time (ws_echo.py's latency mode)."""
+    connection per request (``Connection: close``: setup and teardown counted too), and ``+metrics`` for the
+    metrics --admin-bind turns on; ``ws`` is one WebSocket echo of a 64-byte message, one at a time
+    (ws_echo.py's latency mode)."""
     loop = asyncio.get_running_loop()
     if kind == "ws":
         return await _ws(loop, n)
+    metrics = kind.endswith("+metrics")  # as with --admin-bind: the worker counts each request
+    kind = kind.removesuffix("+metrics")
+    access = kind.endswith("+access")  # the access log on, written to /dev/null
+    kind = kind.removesuffix("+access")
     close = kind.endswith("-close")
     kind = kind.removesuffix("-close")
     config = Config(access_log=False, wsgi_mode="inline" if kind == "wsgi-inline" else "threads")
     handler: Any = ASGIHTTPHandler(asgi_app, config, {}) if kind == "asgi" else WSGIHandler(wsgi_app, config, loop)
-    state = ServerState(config, loop, handler, None, None)
+    access_log = None
+    if access:
+        configure_logging(Config(access_logfile=os.devnull))
+        access_log = AccessLogger(config)
+    tally = Tally(access_log) if metrics else None
+    state = ServerState(config, loop, handler, tally or access_log, None)
+    if tally is not None:
+        state.tally, tally.connections = tally, state.connections
     # With a pool thread doing the app's work, sleep(0) would spin the loop meanwhile (and valgrind, which
     # runs one thread at a time, would count the spinning): wait for the response's write instead.
     pooled = kind == "wsgi"
@@ -152,6 +168,8 @@ async def run(kind: str, n: int) -> float:
             wrote.clear()
         while conn.exchange is not None:  # until the response is complete
             await asyncio.sleep(0)
+    if tally is not None:
+        tally.snapshot()  # once a tick in a worker: once a run here, a fair share for a run of a second or so
     elapsed = time.perf_counter() - start
     assert transport.writes == n, (transport.writes, n)
     if isinstance(handler, WSGIHandler):

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .access_format import AccessFormat, AccessRecord, _collect, json_line
 from .config.registry import Config
@@ -19,6 +19,43 @@ from .logs import ACCESS_LOGGER, access_handler
 
 if TYPE_CHECKING:
     from .protocols.events import Request
+
+
+class Finished(Protocol):
+    """What a finished request offers its log line (server/stream.py's Stream)."""
+
+    request: Request
+    client: tuple[str, int] | None
+    status: int
+    response_bytes: int
+    response_headers: list[tuple[bytes, bytes]]
+    start: float  # time.perf_counter() when it began
+    received: int  # request body bytes
+
+
+class RequestLog(Protocol):
+    """Where finished requests and the server's own refusals are told: the access log (here), or
+    the metrics (server/metrics.py), which pass them on to the access log when it is on."""
+
+    def finished(self, stream: Finished) -> None: ...
+
+    def log_request(
+        self,
+        request: Request,
+        client: tuple[str, int] | None,
+        status: int,
+        response_bytes: int,
+        duration_s: float,
+        response_headers: Sequence[tuple[bytes, bytes]],
+        request_time: float,
+    ) -> None:
+        """A request that is not a stream (a WebSocket's handshake)."""
+
+    def log_refusal(self, client: tuple[str, int] | None, status: int, response_bytes: int) -> None:
+        """An answer the server gave by itself (a malformed head, a limit, the connection limit)."""
+
+    def flush(self) -> None: ...
+
 
 _BATCH_MAX = 256  # lines held for one write at most; a loop turn that finishes more writes more than once
 
@@ -167,6 +204,18 @@ class AccessLogger:
             handler.handleError(logging.makeLogRecord({"name": ACCESS_LOGGER, "msg": text, "levelno": logging.INFO}))
         finally:
             handler.release()
+
+    def finished(self, stream: Finished) -> None:
+        """The line for a request whose response is complete."""
+        self.log_request(
+            stream.request,
+            stream.client,
+            stream.status,
+            stream.response_bytes,
+            time.perf_counter() - stream.start,
+            stream.response_headers,
+            time.time(),
+        )
 
     def log_request(
         self,

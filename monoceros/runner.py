@@ -17,7 +17,8 @@ MASTER_HOOKS = ("on_reload", "pre_exec", "child_exit", "nworkers_changed")
 def needs_supervisor(config: Config) -> bool:
     """A master runs when asked for, or when a setting needs one to act on the workers: several of them,
     restarting them (reload, recycling, the hooks of a reload, a re-exec or a scaling), watching their
-    heartbeat (--timeout other than the default, which applies under a supervisor only), or detaching."""
+    heartbeat (--timeout other than the default, which applies under a supervisor only), detaching, or serving
+    the admin listener (which must answer while workers restart)."""
     return (
         config.supervisor
         or any(getattr(config, hook) is not None for hook in MASTER_HOOKS)
@@ -28,6 +29,7 @@ def needs_supervisor(config: Config) -> bool:
         or config.max_requests > 0
         or config.max_worker_lifetime > 0
         or config.max_worker_memory > 0
+        or config.admin_bind is not None
     )
 
 

@@ -31,6 +31,7 @@ FLOORS: dict[str, int] = {
     "monoceros.access_format": 3,
     "monoceros.access_log": 3,
     "monoceros.server": 4,
+    "monoceros.admin": 5,
     "monoceros.supervisor": 5,
     "monoceros.runner": 6,
     "monoceros.preflight": 6,

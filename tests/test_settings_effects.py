@@ -416,6 +416,49 @@ def probe_tls_required(ctx: Ctx) -> None:
         _tls_get(server, old)  # ssl_context: the hook's context asks for TLS 1.3
 
 
+@proves("ssl_reload_interval")
+def probe_ssl_reload_interval(ctx: Ctx) -> None:
+    tls = ctx.tls
+    live = ctx.tmp / "live.pem"
+    shutil.copyfile(tls.server_combined, live)
+    server = ctx.start("probe_apps:asgi", "--certfile", str(live), "--ssl-reload-interval", "0.2", scheme="https")
+    os.utime(live, ns=(0, 0))  # the same pair, another time: the watch loads it again
+    server.wait_output("TLS certificate reloaded", 5)
+    facts, _ = _tls_get(server, tls.client_context())
+    assert facts["scheme"] == "https", "ssl_reload_interval: served on after the reload"
+
+
+# -- the operations edge ---------------------------------------------------------------------------------------
+
+
+@proves("admin_bind", "admin_token", "admin_basic_auth", "drain_delay")
+def probe_admin_listener(ctx: Ctx) -> None:
+    port = free_port()
+    server = ctx.start(
+        "probe_apps:asgi", "--admin-bind", f"127.0.0.1:{port}", "--admin-token", "t0k", "--admin-basic-auth",
+        "ops:pw", "--drain-delay", "2", master=True,
+    )  # fmt: skip
+    admin = f"http://127.0.0.1:{port}"
+    assert httpx.get(admin + "/metrics").status_code == 401, "admin_token: asked for"
+    bearer = httpx.get(admin + "/metrics", headers={"Authorization": "Bearer t0k"})
+    assert "monoceros_workers" in bearer.text, "admin_bind and admin_token: the metrics are served"
+    assert httpx.get(admin + "/metrics", auth=("ops", "pw")).status_code == 200, "admin_basic_auth"
+    server.send_signal(signal.SIGTERM)
+    wait_for(lambda: httpx.get(admin + "/readyz").status_code == 503, 3, "drain_delay: not ready", server)
+    assert ctx.facts(server)["probe"] == "asgi", "drain_delay: the app serves on meanwhile"
+    assert server.wait(10) == 0
+
+
+@proves("proxy_protocol")
+def probe_proxy_protocol(ctx: Ctx) -> None:
+    server = ctx.start("probe_apps:asgi", "--proxy-protocol")
+    get = request("GET", "/", [("Connection", "close")])
+    reply = raw(server, b"PROXY TCP4 198.51.100.4 10.0.0.1 4567 80\r\n" + get)
+    facts = json.loads(reply.partition(b"\r\n\r\n")[2])
+    assert facts["client"] == ["198.51.100.4", 4567], "proxy_protocol: the header names the client"
+    assert raw(server, get) == b"", "proxy_protocol: no header, no answer"
+
+
 # -- WebSocket -------------------------------------------------------------------------------------------------
 
 
@@ -874,6 +917,8 @@ REFUSALS = [
     (("--access-log-json", "--access-logformat", "%(s)s"), "setting 'access_logformat' has no effect with"),
     (("--http", "1", "--http2-max-requests", "5"), "setting 'http2_max_requests' has no effect with HTTP/2 turned"),
     (("--http", "2", "--no-h2c-upgrade"), "setting 'h2c_upgrade' has no effect with 'http' '2'"),
+    (("--admin-token", "x"), "setting 'admin_token' has no effect without 'admin_bind'"),
+    (("--ssl-reload-interval", "5"), "setting 'ssl_reload_interval' has no effect without 'certfile'"),
 ]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .registry import Config
 
-_TLS = ("keyfile", "keyfile_password", "ca_certs", "cert_reqs", "ciphers", "ssl_context")
+_TLS = ("keyfile", "keyfile_password", "ca_certs", "cert_reqs", "ciphers", "ssl_context", "ssl_reload_interval")
 _RELOAD = ("reload_delay", "reload_extra_files", "reload_dirs", "reload_includes", "reload_excludes")
 _ACCESS = ("access_logfile", "access_logformat", "access_log_json")
 _HANDLERS = ("access_logfile", "error_logfile")
@@ -62,8 +62,10 @@ def contradictions(config: Config) -> list[str]:
             refuse((jitter,), f"without {base!r}")
     if config.user is None:
         refuse(("initgroups",), "without 'user'")
-    if not config.proxy_headers:
-        refuse(("forwarded_allow_ips",), "with 'proxy_headers' off: no X-Forwarded-* header is read")
+    if not config.proxy_headers and not config.proxy_protocol:
+        refuse(("forwarded_allow_ips",), "with 'proxy_headers' and 'proxy_protocol' off: no proxy is trusted")
+    if config.admin_bind is None:
+        refuse(("admin_token", "admin_basic_auth"), "without 'admin_bind' (no admin listener)")
     if config.capture_output and config.error_logfile == "-" and config.log_config is None:
         refuse(("capture_output",), "while 'error_logfile' is standard error: name a file")
     if config.bind or config.uds is not None or config.fd is not None:

@@ -222,20 +222,36 @@ class ServerSettings:
         aliases=["ssl_ciphers"],
         help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's own).",
     )
+    ssl_reload_interval: float = setting(
+        0.0,
+        section=TLS,
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="Check --certfile and --keyfile this often and load them again when they change: new connections "
+        "get the new certificate, open ones keep theirs, and a broken one is logged and the old one kept. "
+        "0 (the default) checks only on SIGHUP.",
+    )
 
     # Proxies ----------------------------------------------------------------------------------------------
     proxy_headers: bool = setting(
         True,
         section=PROXY,
-        help="Honour X-Forwarded-For and X-Forwarded-Proto from --forwarded-allow-ips.",
+        help="Honour Forwarded (RFC 7239), or else X-Forwarded-For, -Proto and -Host, from --forwarded-allow-ips.",
     )
     forwarded_allow_ips: list[str] = setting(
         ["127.0.0.1", "::1"],
         section=PROXY,
         validator=_networks,
         metavar="IPS",
-        help="Comma-separated IPs or CIDR networks of proxies whose X-Forwarded-* headers are trusted; "
-        "'*' trusts every peer. Unix-socket peers are always trusted.",
+        help="Comma-separated IPs or CIDR networks of proxies whose Forwarded and X-Forwarded-* headers, and "
+        "PROXY protocol headers, are trusted; '*' trusts every peer. Unix-socket peers are always trusted.",
+    )
+    proxy_protocol: bool = setting(
+        False,
+        section=PROXY,
+        help="Every connection starts with a PROXY protocol header, v1 or v2 (HAProxy send-proxy, AWS NLB, "
+        "nginx's proxy_protocol), which gives the client's address. Only peers in --forwarded-allow-ips may "
+        "send one; a connection from elsewhere, or with a malformed or late header, is closed unanswered.",
     )
 
     # Logging ----------------------------------------------------------------------------------------------

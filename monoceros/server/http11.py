@@ -59,6 +59,7 @@ _EMPTY: dict[str, Any] = {}
 class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
     """One client connection speaking HTTP/1.1."""
 
+    kind = 0  # metrics.CONNECTIONS: http/1.1
     __slots__ = (
         "_closing",
         "_deadline",
@@ -110,14 +111,7 @@ class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports do not subclass it
         state = self.state
         state.connections.add(self)
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple):
-            self.client = (peer[0], peer[1])
-        sock = transport.get_extra_info("sockname")
-        if isinstance(sock, tuple):
-            self.server = (sock[0], sock[1])
-        elif isinstance(sock, str) and sock:
-            self.server = (sock, None)
+        self._addresses(transport)
         if self.scheme == "https":
             self.extensions["tls"] = tls_extension(self.transport)
             if state.http2 is not None and alpn(self.transport) == "h2":
@@ -128,6 +122,17 @@ class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
             self._send_error(503, "the server is at its connection limit")
             return
         self._set_deadline(HEADER, state.header_timeout)
+
+    def _addresses(self, transport: asyncio.BaseTransport) -> None:
+        """The client's and the server's address, from the socket."""
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client = (peer[0], peer[1])
+        sock = transport.get_extra_info("sockname")
+        if isinstance(sock, tuple):
+            self.server = (sock[0], sock[1])
+        elif isinstance(sock, str) and sock:
+            self.server = (sock, None)
 
     def data_received(self, data: bytes) -> None:
         if self._closing or self._error is not None:
@@ -250,7 +255,7 @@ class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
         if state.requests_served == state.request_limit:
             state.limit_reached()  # the worker's last request: it stops taking more before this one runs
         exchange = Stream(
-            self, self.loop, request, self.client, self.server, self.scheme, self.extensions, state.access_log, whole
+            self, self.loop, request, self.client, self.server, self.scheme, self.extensions, state.request_log, whole
         )
         proxy = state.proxy
         if proxy is not None:
@@ -334,6 +339,10 @@ class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
         """True while an exchange is in progress (graceful shutdown waits for these)."""
         return self.exchange is not None
 
+    @property
+    def requests_in_flight(self) -> int:
+        return 0 if self.exchange is None else 1
+
     def cut(self) -> None:
         """Stop at once (the worker's graceful timeout is over): the connection ends now."""
         if not self.lost:
@@ -379,8 +388,8 @@ class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
         self._pending.clear()
         transport = self.transport
         transport.write(data)
-        if self.state.access_log is not None:
-            self.state.access_log.log_refusal(self.client, status, len(data) - data.index(b"\r\n\r\n") - 4)
+        if self.state.request_log is not None:
+            self.state.request_log.log_refusal(self.client, status, len(data) - data.index(b"\r\n\r\n") - 4)
         if self.peer_eof:
             transport.close()
         elif transport.can_write_eof():

@@ -44,6 +44,8 @@ TASK_NAME = "monoceros-request-h2"
 class HTTP2Transport(FlowControl, asyncio.Protocol):
     """One client connection speaking HTTP/2."""
 
+    kind = 1  # metrics.CONNECTIONS: h2
+
     def __init__(self, http: Handover) -> None:
         super().__init__()
         state = self.state = http.state
@@ -162,7 +164,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
             return
         stream = Stream(
             self.output, self.loop, request, self.client, self.server, self.scheme, self.extensions,
-            state.access_log, not request.has_body,
+            state.request_log, not request.has_body,
         )  # fmt: skip
         proxy = state.proxy
         if proxy is not None:
@@ -232,8 +234,8 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         engine.send_data(sid, body, True)
         if stop:
             engine.stop_after_response(sid)
-        if self.state.access_log is not None:
-            self.state.access_log.log_refusal(self.client, status, len(body))
+        if self.state.request_log is not None:
+            self.state.request_log.log_refusal(self.client, status, len(body))
 
     def _task_done(self, task: Task[None]) -> None:
         running = self._running
@@ -292,6 +294,10 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
     @property
     def busy(self) -> bool:
         return bool(self.streams or self.tunnels)
+
+    @property
+    def requests_in_flight(self) -> int:
+        return len(self.streams)
 
     def shutdown(self) -> None:
         """Graceful stop: GOAWAY with the last stream id; open streams finish, then the connection closes."""

@@ -18,9 +18,10 @@ from ..protocols.http2 import HTTP2Engine, HTTP2Settings
 from ..protocols.http11 import Limits
 
 if TYPE_CHECKING:
-    from ..access_log import AccessLogger
+    from ..access_log import RequestLog
     from ..adapters.exchange import Exchange
     from ..adapters.websocket_channel import WebSocketChannel
+    from .metrics import Tally
     from .proxy import ProxyTrust
 
 Handler = Callable[["Exchange"], Coroutine[Any, Any, None]]
@@ -33,9 +34,14 @@ class Connection(Protocol):
     set sharing one UDP socket) can stop in its own way."""
 
     lost: bool
+    kind: int  # what it speaks, as an index of metrics.CONNECTIONS
 
     @property
     def busy(self) -> bool: ...
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Requests begun and not yet answered in full, for the metrics."""
 
     def shutdown(self) -> None:
         """Graceful stop: take no new request, finish what is in flight, then close."""
@@ -64,14 +70,16 @@ class ServerState:
         config: Config,
         loop: asyncio.AbstractEventLoop,
         handler: Handler,
-        access_log: AccessLogger | None,
+        request_log: RequestLog | None,
         proxy: ProxyTrust | None,
     ) -> None:
         self.config = config
         self.loop = loop
         self.handler = handler
-        self.access_log = access_log if access_log is not None and access_log.enabled else None
+        self.request_log = request_log
+        self.tally: Tally | None = None  # the metrics, with --admin-bind (then it is request_log too)
         self.proxy = proxy
+        self.proxy_trust: ProxyTrust | None = None  # whose PROXY protocol headers are believed (--proxy-protocol)
         self.limits = Limits(
             request_line=config.limit_request_line,
             field_size=config.limit_request_field_size,

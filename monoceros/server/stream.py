@@ -12,7 +12,7 @@ Everything a protocol decides about bytes is behind the stream's :class:`Output`
 when it leaves, how body pieces are framed and batched, when the client is behind, what a 100 Continue
 looks like, how one stream is reset, whether a file can go out zero-copy. The stream itself keeps what every
 protocol shares: the body queue and its waiters, disconnect and reset, whether the response has started or
-is done, the access log line, ``sendfile``'s small-file and in-pieces paths, and the error log.
+is done, the access log line and the metrics, ``sendfile``'s small-file and in-pieces paths, and the error log.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ..errors import ClientDisconnected
 from ..protocols.events import Request
 
 if TYPE_CHECKING:
-    from ..access_log import AccessLogger
+    from ..access_log import RequestLog
 
 log = logging.getLogger("monoceros.error")
 
@@ -89,9 +89,7 @@ class Stream:
         "_body",
         "_body_size",
         "_disconnect_waiter",
-        "_response_headers",
         "_waiter",
-        "access_log",
         "body_done",
         "client",
         "continue_pending",
@@ -100,9 +98,12 @@ class Stream:
         "half_closed",
         "loop",
         "output",
+        "received",
         "request",
+        "request_log",
         "response_bytes",
         "response_done",
+        "response_headers",
         "response_started",
         "scheme",
         "server",
@@ -119,7 +120,7 @@ class Stream:
         server: tuple[str, int | None] | None,
         scheme: str,
         extensions: dict[str, Any],
-        access_log: AccessLogger | None,
+        request_log: RequestLog | None,
         body_done: bool = False,
     ) -> None:
         """``body_done``: the request's body (empty) is already complete, as a bodiless request read whole."""
@@ -130,8 +131,8 @@ class Stream:
         self.server = server
         self.scheme = scheme
         self.extensions = extensions
-        self.access_log = access_log
-        self.start = time.perf_counter() if access_log is not None else 0.0
+        self.request_log = request_log
+        self.start = time.perf_counter() if request_log is not None else 0.0
         self._body: list[bytes] = []
         self._body_size = 0
         self.body_done = body_done
@@ -143,8 +144,9 @@ class Stream:
         self.response_started = False
         self.response_done = False
         self.status = 0
-        self._response_headers: list[tuple[bytes, bytes]] = []
+        self.response_headers: list[tuple[bytes, bytes]] = []
         self.response_bytes = 0
+        self.received = 0  # request body bytes, for the metrics
 
     @property
     def disconnected(self) -> bool:
@@ -157,6 +159,7 @@ class Stream:
             return  # the app has answered; the rest of the body is drained and dropped
         self._body.append(data)
         self._body_size += len(data)
+        self.received += len(data)
         self.output.buffered(self, self._body_size)
         self._wake()
 
@@ -227,7 +230,7 @@ class Stream:
         self.output.send_head(self, status, headers, close)
         if status >= 200:  # an informational response (103 Early Hints) went out; a final one follows
             self.status = status
-            self._response_headers = headers
+            self.response_headers = headers
             self.response_started = True
 
     async def send(self, data: bytes, more: bool) -> None:
@@ -322,17 +325,9 @@ class Stream:
 
     def _finish(self) -> None:
         self.response_done = True
-        access_log = self.access_log
-        if access_log is not None:
-            access_log.log_request(
-                self.request,
-                self.client,
-                self.status,
-                self.response_bytes,
-                time.perf_counter() - self.start,
-                self._response_headers,
-                time.time(),
-            )
+        request_log = self.request_log
+        if request_log is not None:
+            request_log.finished(self)
         waiter = self._disconnect_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

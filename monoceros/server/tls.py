@@ -69,7 +69,7 @@ def _default_context(cfg: Config, alpn_protocols: Sequence[str]) -> ssl.SSLConte
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     # Client-initiated renegotiation only costs the server CPU; nothing legitimate needs it.
     ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
-    _load_chain(ctx, cfg)
+    load_chain(ctx, cfg)
     if cfg.ca_certs is not None:
         try:
             ctx.load_verify_locations(cafile=cfg.ca_certs)
@@ -94,7 +94,7 @@ def _check_readable(name: str, path: str) -> None:
         raise ConfigError(f"{name} {path!r}: permission denied")
 
 
-def _load_chain(ctx: ssl.SSLContext, cfg: Config) -> None:
+def load_chain(ctx: ssl.SSLContext, cfg: Config) -> None:
     """Load certificate and key, checking each file first so an error names the file at fault.
 
     OpenSSL reports a bad certificate, a bad key and a wrong password alike as "PEM lib".

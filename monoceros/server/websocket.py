@@ -36,6 +36,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ClientDisconnected
 from ..protocols.websocket import ABNORMAL, SERVICE_RESTART, Closed, WebSocketProtocol
 from .flow import FlowControl
+from .metrics import LAYOUT
+
+WS_IN, WS_OUT = LAYOUT.ws_in, LAYOUT.ws_out
 
 if TYPE_CHECKING:
     from .handover import Handover
@@ -53,6 +56,8 @@ EARLY_LIMIT = 65536  # bytes a client may send before the handshake completes be
 class WebSocketConnection(FlowControl, asyncio.Protocol):
     """One WebSocket on an HTTP/1.1 connection; the channel its app handler talks to."""
 
+    kind = 2  # metrics.CONNECTIONS: websocket
+
     def __init__(self, http: Handover) -> None:
         state = self.state = http.state
         config = state.config
@@ -61,6 +66,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         tail = http.tail
         self.loop = http.loop
         self.transport = http.transport
+        self._counts = state.tally.counts if state.tally is not None else None  # messages, for the metrics
         self.h11 = http.h11  # frames a denial response
         self.request = request
         self.client = http.client
@@ -142,6 +148,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         self._answerable(False)
         data = self.ws.accept(subprotocol, headers)
         self._accepted = True
+        if self._counts is not None:
+            self._counts[LAYOUT.ws_opened] += 1
         if not self.lost:
             self.transport.write(data)
         self._log_access(101, 0)
@@ -210,6 +218,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         while True:
             if messages:
                 message = messages.popleft()
+                if self._counts is not None:
+                    self._counts[WS_IN] += 1
                 if self._read_paused and len(messages) < self._max_queue and self._accepted:
                     self._resume_reading()
                 return message
@@ -260,6 +270,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         if self._closed is not None or not ws.open or self.lost:
             raise ClientDisconnected("the WebSocket is closed")
         ws.send(data)
+        if self._counts is not None:
+            self._counts[WS_OUT] += 1
         if self._messages and ws.pending_writes < COALESCE_FRAMES and not self.write_paused:
             # More messages are waiting for the app, which will answer them in this same step (receive does
             # not suspend while the queue has some): write all the answers at once, when it has caught up.
@@ -346,6 +358,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
 
     # -- the worker's view -------------------------------------------------------------------------------
 
+    requests_in_flight = 0  # a WebSocket is counted as one, not as a request
+
     @property
     def busy(self) -> bool:
         """A WebSocket is in flight until its app has returned and its connection has closed."""
@@ -379,7 +393,7 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         )
 
     def _log_access(self, status: int, size: int) -> None:
-        access_log = self.state.access_log
+        access_log = self.state.request_log
         if access_log is None:
             return
         access_log.log_request(

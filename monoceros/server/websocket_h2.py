@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..protocols.http2 import CANCEL, response_fields
 from .handover import Handover
+from .metrics import LAYOUT
 from .websocket import WebSocketConnection
 
 if TYPE_CHECKING:
@@ -125,6 +126,8 @@ class StreamTransport:
 class H2WebSocket(WebSocketConnection):
     """A WebSocket on one HTTP/2 stream: the HTTP/1.1 WebSocket with an RFC 8441 handshake."""
 
+    kind = 3  # not a connection of its own: metrics counts it among the WebSockets only
+
     def __init__(self, conn: Connection, request: Request) -> None:
         carrier = StreamTransport(conn, request.stream_id)
         handover = Handover(
@@ -157,6 +160,8 @@ class H2WebSocket(WebSocketConnection):
         self._answerable(False)
         fields = self.ws.accept_over_http2(subprotocol, headers)
         self._accepted = True
+        if self._counts is not None:
+            self._counts[LAYOUT.ws_opened] += 1
         self._respond(200, fields, b"", True)
         self._log_access(200, 0)
         if self._ping_interval > 0:

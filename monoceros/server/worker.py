@@ -21,30 +21,27 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..access_log import AccessLogger
+from ..access_log import AccessLogger, RequestLog
 from ..adapters.asgi_http import ASGIApp, ASGIHTTPHandler, asgi2_to_asgi3
 from ..adapters.asgi_websocket import ASGIWebSocketHandler
 from ..adapters.lifespan import Lifespan
 from ..config import Config
 from ..errors import ConfigError
 from ..logs import reopen_log_files
-from ..protocols.http2 import HTTP2Settings
-from ..protocols.http2_engines import engine_factory
 from .app_loader import LoadedApp, load_app, warn_unused_settings
-from .http2 import HTTP2Transport
 from .listeners import describe
 from .memory import freeze_startup_objects, retain_heap
-from .negotiate import alpn_protocols, protocol_factory
+from .metrics import Tally
+from .negotiate import alpn_protocols, protocol_factory, proxied_factory, serve_http2
+from .proxied import ProxiedListener
 from .proxy import ProxyTrust
-from .state import Handler, HTTP2Service, ServerState
+from .state import Handler, ServerState
 from .tls import create_ssl_context
+from .tls_reload import CertificateReloader
 
 log = logging.getLogger("monoceros.error")
 
 DRAIN_POLL = 0.05  # seconds between checks for in-flight requests during a graceful stop
-# An HTTP/2 connection's budget of resets (both ways) and control frames: libnghttp2's own reset limit as
-# Debian backported it (1,000, refilled at 33 a second), applied to both engines.
-RESET_BURST, RESET_RATE = 1000, 33.0
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -103,10 +100,13 @@ class Worker:
         self.lifespan: Lifespan | None = None
         self._asgi_app: ASGIApp | None = None
         self._servers: list[asyncio.AbstractServer] = []
+        self._proxied: list[ProxiedListener] = []
         self._stop: asyncio.Event | None = None
         self._force = False
         self._close_handler: Callable[[], None] | None = None
         self._ticker: asyncio.TimerHandle | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._certificates: CertificateReloader | None = None
         self._retired = False
 
     def run(self) -> None:
@@ -132,12 +132,25 @@ class Worker:
         warn_unused_settings(config, interface)
         handler = self._make_handler(app, interface, loop)
         proxy = ProxyTrust(config.forwarded_allow_ips) if config.proxy_headers else None
-        state = self.state = ServerState(config, loop, handler, AccessLogger(config), proxy)
+        access: AccessLogger | None = AccessLogger(config)
+        if access is not None and not access.enabled:
+            access = None
+        request_log: RequestLog | None = access
+        tally = None
+        if config.admin_bind is not None:  # the metrics stand in front of the access log
+            request_log = tally = Tally(access)
+        state = self.state = ServerState(config, loop, handler, request_log, proxy)
+        if config.proxy_protocol:
+            state.proxy_trust = ProxyTrust(config.forwarded_allow_ips)
+        if tally is not None:
+            state.tally, tally.connections = tally, state.connections
         state.request_limit = self.link.request_limit
         state.limit_reached = self._retire
         self._serve_websocket(state, interface)
-        self._serve_http2(state)
+        serve_http2(state)
         ssl_context = create_ssl_context(config, alpn_protocols(state))
+        if ssl_context is not None:
+            self._certificates = CertificateReloader(config, ssl_context, loop)
         sockets = self.sockets
         try:
             if self.lifespan is not None:
@@ -146,16 +159,21 @@ class Worker:
                 freeze_startup_objects()
             scheme = "https" if ssl_context is not None else "http"
             for sock in sockets:
-                server = await loop.create_server(
-                    protocol_factory(state, scheme),
-                    sock=sock,
-                    ssl=ssl_context,
-                    backlog=config.backlog,
-                )
-                self._servers.append(server)
-                log.info("Listening at: %s (%d)", describe(sock, ssl_context is not None), os.getpid())
+                if config.proxy_protocol:
+                    proxied = ProxiedListener(state, sock, proxied_factory(state, scheme), ssl_context)
+                    proxied.start()
+                    self._proxied.append(proxied)
+                else:
+                    server = await loop.create_server(
+                        protocol_factory(state, scheme), sock=sock, ssl=ssl_context, backlog=config.backlog
+                    )
+                    self._servers.append(server)
+                via = " (PROXY protocol)" if config.proxy_protocol else ""
+                log.info("Listening at: %s%s (%d)", describe(sock, ssl_context is not None), via, os.getpid())
             log.info("Serving %s app %s", interface.upper(), config.app or "monoceros.demo:app")
             self._install_signals(loop)
+            if self._certificates is not None:
+                self._certificates.start()
             self._tick()
             try:
                 self.link.ready(self)  # runs post_worker_init (and alone, when_ready): they may raise
@@ -165,10 +183,12 @@ class Worker:
             await self._stop.wait()
             await self._shutdown()
         finally:
-            if state.access_log is not None:
-                state.access_log.flush()  # the lines of the last loop turn
+            if state.request_log is not None:
+                state.request_log.flush()  # the lines of the last loop turn
             if self._ticker is not None:
                 self._ticker.cancel()
+            if self._certificates is not None:
+                self._certificates.stop()
             self._remove_signals(loop)
             if self._close_handler is not None:
                 self._close_handler()
@@ -194,33 +214,6 @@ class Worker:
         else:
             assert self.lifespan is not None and self._asgi_app is not None
             state.ws_handler = ASGIWebSocketHandler(self._asgi_app, self.config, self.lifespan.state)
-
-    def _serve_http2(self, state: ServerState) -> None:
-        """HTTP/2 on the engine --http2-engine asks for (unless --http 1): the log says which serves."""
-        config = self.config
-        if config.http == "1":
-            return
-        try:
-            make, description = engine_factory(config.http2_engine)
-        except ImportError as exc:
-            if config.http == "2" or config.http2_engine != "auto":
-                setting = "http" if config.http == "2" else "http2_engine"
-                raise ConfigError(f"setting '{setting}' asks for HTTP/2, which cannot be served here: {exc}") from None
-            log.warning("HTTP/2 is not served: %s", exc)
-            return
-        settings = HTTP2Settings(
-            max_concurrent_streams=config.http2_max_concurrent_streams,
-            initial_window_size=config.http2_initial_window_size,
-            connection_window_size=config.http2_connection_window_size,
-            max_frame_size=config.http2_max_frame_size,
-            max_header_list_size=config.limit_request_headers_size,
-            max_header_count=config.limit_request_fields,
-            connect_protocol=state.ws_handler is not None,  # RFC 8441: WebSockets on streams, when served
-            reset_burst=RESET_BURST,
-            reset_rate=RESET_RATE,
-        )
-        state.http2 = HTTP2Service(make, settings, config.http2_max_requests, description, HTTP2Transport)
-        log.info("HTTP/2 served by %s", description)
 
     def restarting(self) -> None:
         """This worker stops because it is being replaced (a reload or a recycle), not because the server is
@@ -275,6 +268,7 @@ class Worker:
         }
         if not self.link.supervised:
             table[signal.SIGINT] = self._on_stop_signal
+            table[signal.SIGHUP] = self._on_reload_signal  # under a master, HUP is the master's
         return table
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -290,16 +284,40 @@ class Worker:
             loop.remove_signal_handler(sig)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
+        if self._drain_timer is not None:  # a TERM or INT during --drain-delay: the stop begins now
+            self._drain_timer.cancel()
+            self._drain_timer = None
+        elif sig == signal.SIGTERM and self.config.drain_delay > 0 and not self.link.supervised and self._stop_unset():
+            # Alone, the worker drains itself (under a master, TERM arrives once the master's delay is over).
+            log.info("Received %s: draining; serving for %.1f s more, then stopping", sig.name, self.config.drain_delay)
+            assert self.state is not None
+            self._drain_timer = self.state.loop.call_later(self.config.drain_delay, self._drained)
+            return
         already = self._stop is not None and self._stop.is_set() and not self._retired
         log.info("Received %s: %s", sig.name, "stopping now" if already else "shutting down gracefully")
         if sig == signal.SIGINT:
             self.link.interrupted(self, sig)
         self.stop(graceful=True)
 
+    def _stop_unset(self) -> bool:
+        return self._stop is not None and not self._stop.is_set()
+
+    def _drained(self) -> None:
+        self._drain_timer = None
+        log.info("Drain delay over: shutting down gracefully")
+        self.stop(graceful=True)
+
     def _on_fast_stop_signal(self, sig: signal.Signals) -> None:
         log.info("Received %s: stopping now", sig.name)
         self.link.interrupted(self, sig)
         self.stop(graceful=False)
+
+    def _on_reload_signal(self, sig: signal.Signals) -> None:
+        """One process: HUP loads the TLS certificate again (new workers and new code need --supervisor)."""
+        if self._certificates is not None:
+            self._certificates.reload(f"{sig.name}")
+        else:
+            log.warning("Received %s: one process has nothing to reload; run with --supervisor for reloads", sig.name)
 
     def _on_reopen_signal(self, sig: signal.Signals) -> None:
         log.info("Received %s: reopening log files", sig.name)
@@ -312,6 +330,8 @@ class Worker:
         self.link.stopping(self)
         for server in self._servers:
             server.close()
+        for proxied in self._proxied:
+            proxied.close()
         for conn in list(state.connections):
             conn.shutdown()
         loop = state.loop

@@ -38,9 +38,20 @@ from ..logs import give_log_files_to
 from ..server.app_loader import LoadedApp, load_app
 from ..server.listeners import bind_all, inherited_sockets
 from ..server.memory import freeze_startup_objects
+from ..server.metrics import LAYOUT
+from .admin import AdminService, bind_admin
 from .board import RESTART, RETIRING, Board
 from .child import Launch, ServerView, run_worker
-from .health import WorkerInfo, became_ready, describe_exit, escalation, heartbeat_overdue, recycle_reason
+from .exits import Exits
+from .health import (
+    WorkerInfo,
+    became_ready,
+    describe_exit,
+    escalation,
+    exit_reason,
+    heartbeat_overdue,
+    recycle_reason,
+)  # fmt: skip
 from .modules import ModuleSnapshot
 from .operations import Operations
 from .pidfile import Pidfile
@@ -51,11 +62,9 @@ from .systemd import Notifier
 log = logging.getLogger("monoceros.error")
 
 TICK = 0.1  # seconds between checks when no signal wakes the loop
-MAX_BACKOFF = 10.0  # longest wait before forking again after workers died while booting
-BOOT_ATTEMPTS = 5  # deaths in a row, before any worker was ready, that stop the master (about 3 s of backoff)
 
 
-class Arbiter(Operations):
+class Arbiter(Operations, Exits):
     """The supervisor. ``run()`` returns the exit code. Hooks get it as ``server``: it has the ``log``,
     ``pid``, ``cfg``, ``num_workers`` and ``WORKERS`` that gunicorn's hooks use."""
 
@@ -68,7 +77,7 @@ class Arbiter(Operations):
         self.num_workers = config.workers
         self.workers: dict[int, WorkerInfo] = {}
         self.sockets: list[socket.socket] = []
-        self.board = Board()
+        self.board = Board(tally_size=LAYOUT.size if config.admin_bind is not None else 0)
         self.pid = os.getpid()
         self.uid: int | None = None
         self.gid: int | None = None
@@ -91,6 +100,8 @@ class Arbiter(Operations):
         self._reloader: Any = None
         self._paused = False  # --reload after a failed first boot: fork nothing until a file changes
         self._changed = ""
+        self.admin: AdminService | None = None
+        self._draining_until: float | None = None  # --drain-delay: a TERM arrived; the stop begins then
 
     @property
     def cfg(self) -> Config:
@@ -99,6 +110,18 @@ class Arbiter(Operations):
     @property
     def WORKERS(self) -> dict[int, WorkerInfo]:  # gunicorn's name, which hooks use
         return self.workers
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping_since is not None
+
+    @property
+    def draining(self) -> bool:
+        return self._draining_until is not None
+
+    @property
+    def announced(self) -> bool:
+        return self._announced
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -129,6 +152,8 @@ class Arbiter(Operations):
         self.uid, self.gid = resolve_user(config.user, config.group)
         give_log_files_to(self.uid, self.gid)
         self.sockets = inherited_sockets() or self._bind()
+        if config.admin_bind is not None:
+            self.admin = AdminService(self, bind_admin(config))
         if config.preload:
             self._app = self._load_app(config)
         self._signals.install()
@@ -163,6 +188,8 @@ class Arbiter(Operations):
         self._notifier.stopping()
         for sock in self.sockets:
             sock.close()
+        if self.admin is not None:
+            self.admin.close()
         run_hook_logged(self.config, "on_exit", self)
         if self._pidfile is not None:
             self._pidfile.unlink(self.pid)
@@ -173,8 +200,9 @@ class Arbiter(Operations):
 
     def _loop(self) -> None:
         pending = self._signals.pending
+        admin = self.admin
         while True:
-            self._signals.wait(TICK)
+            self._signals.wait(TICK, admin.listener if admin is not None else None)
             while pending:
                 sig = pending.popleft()
                 handler = SIGNAL_TABLE.get(sig)
@@ -182,6 +210,10 @@ class Arbiter(Operations):
                     handler(self)
             self._reap()
             now = time.monotonic()
+            if admin is not None:
+                admin.listener.sweep(now)
+            if self._draining_until is not None and now >= self._draining_until and self._stopping_since is None:
+                self.stop(graceful=True)
             if self._stopping_since is not None:
                 if not self.workers:
                     return
@@ -204,12 +236,15 @@ class Arbiter(Operations):
             return
         app = self._app if self._app is not None else self.app_arg
         server = ServerView(self.pid, self.config, self.num_workers, dict(self.workers))
-        launch = Launch(self.config, self.sockets, self.board, self.uid, self.gid, self.pid, server, self._signals.fds)
+        fds = self._signals.fds + (self.admin.fds if self.admin is not None else ())
+        launch = Launch(self.config, self.sockets, self.board, self.uid, self.gid, self.pid, server, fds)
         pid = os.fork()
         if pid == 0:
             run_worker(launch, info, app)  # never returns
         info.pid = pid
         self.workers[pid] = info
+        if self.admin is not None:
+            self.admin.census.started()
         log.info("Booting worker %d (pid %d)%s", info.age, pid, info.limits())
 
     def _reap(self) -> None:
@@ -232,69 +267,11 @@ class Arbiter(Operations):
                 continue
             # A last look at its slot: a worker may reach its request limit and exit between two ticks.
             self._observe(info, time.monotonic())
+            if self.admin is not None:
+                reason = exit_reason(info, self._stopping_since is not None)
+                self.admin.worker_exited(info, self.board, reason, describe_exit(status)[0])
             self.board.release(info.slot)
             self._on_exit(info, status)
-
-    def _on_exit(self, info: WorkerInfo, status: int) -> None:
-        text, code = describe_exit(status)
-        if info.abandoned:
-            log.info("Worker %d (pid %d) of the generation that could not boot is stopped", info.age, info.pid)
-        else:
-            expected = (info.retiring or self._stopping_since is not None) and code == exitcodes.OK
-            (log.info if expected else log.error)("Worker %d (pid %d) %s", info.age, info.pid, text)
-        run_hook_logged(self.config, "child_exit", self, info)
-        if info.ready or info.abandoned or self._stopping_since is not None:
-            return  # a ready worker is replaced at once by _maintain
-        if code == exitcodes.APP_LOAD_ERROR:
-            self._boot_failed(info, code, "load the app")
-        elif code == exitcodes.BOOT_ERROR:
-            self._boot_failed(info, code, "boot")
-        else:
-            self._boot_deaths += 1
-            if self._boot_deaths >= BOOT_ATTEMPTS:
-                what = f"stay up: {self._boot_deaths} in a row died before they were ready (the last {text})"
-                self._boot_failed(info, exitcodes.BOOT_CRASH_LOOP, what)
-            else:
-                log.warning("Worker died while booting; next attempt in %.1f s", self._backoff())
-
-    def _boot_failed(self, info: WorkerInfo, code: int, what: str) -> None:
-        """Workers could not load the app or boot. Forking the same code at once will not fix it."""
-        self._boot_deaths = 0
-        serving = [w for w in self.workers.values() if w.ready and w.stop_sent is None]
-        if not serving and not self.config.reload:
-            log.error("A worker could not %s (exit code %d): stopping", what, code)
-            self.exit_code = code
-            self.stop(graceful=False)
-            return
-        # Roll back: the generation that cannot boot goes, the workers that serve stay and become current
-        # (left in an older generation, _maintain would retire them and fork the broken code again).
-        for w in self.workers.values():
-            if not w.ready:
-                w.abandoned = True
-                self._signal(w, signal.SIGKILL)
-        self.generation += 1
-        for w in serving:
-            w.generation, w.retiring = self.generation, ""
-        self._reload_started = None
-        if self.config.reload:
-            self._paused = True  # fork again when a file changes
-            log.error("Reload failed: a worker could not %s (exit code %d); watching for the next change", what, code)
-        else:
-            # Too few workers may be left (one died meanwhile): retry, but slower and slower, in case the cause
-            # is outside the code (a database down during lifespan startup); HUP retries at once.
-            delay = self._backoff()
-            log.error(
-                "Reload failed: a worker could not %s (exit code %d); %d worker(s) keep serving the previous "
-                "version; retrying in %.1f s or on HUP",
-                what, code, len(serving), delay,
-            )  # fmt: skip
-
-    def _backoff(self) -> float:
-        """Delay the next fork after a failure: 0.2 s, doubling up to MAX_BACKOFF."""
-        self._failures += 1
-        delay: float = min(MAX_BACKOFF, 0.1 * 2.0**self._failures)
-        self._next_spawn = time.monotonic() + delay
-        return delay
 
     def _check(self, now: float) -> None:
         for info in list(self.workers.values()):

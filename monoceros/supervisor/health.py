@@ -121,6 +121,21 @@ def resident_memory(pid: int) -> int:
         return 0
 
 
+def exit_reason(info: WorkerInfo, stopping: bool) -> str:
+    """Why a worker exited, in one word of admin.snapshot.EXIT_REASONS (the metrics' label)."""
+    if info.abort_sent is not None:
+        return "timeout"
+    if stopping:
+        return "shutdown"
+    if info.abandoned or not info.ready:
+        return "boot_failure"
+    if info.retiring == "reloaded":
+        return "reload"
+    if info.retiring == "scaled down":
+        return "scale"
+    return "recycle" if info.retiring else "crash"
+
+
 def describe_exit(status: int) -> tuple[str, int | None]:
     """A waitpid status in words, and the exit code when the worker exited by itself."""
     if os.WIFSIGNALED(status):

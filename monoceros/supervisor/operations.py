@@ -41,6 +41,7 @@ class Operations:
     _app: LoadedApp | None
     _signals: SignalQueue
     _stopping_since: float | None
+    _draining_until: float | None
     _notifier: Notifier
     _modules: ModuleSnapshot
     _paused: bool
@@ -76,9 +77,20 @@ class Operations:
 
     def stop_signal(self, sig: signal.Signals) -> None:
         """TERM and INT: a graceful stop, and the second one stops at once (Ctrl+C twice), as one process
-        does. QUIT: at once."""
-        graceful = sig != signal.SIGQUIT and self._stopping_since is None
+        does. QUIT: at once. With --drain-delay the first TERM only turns /readyz to 503, and the stop
+        begins after the delay (or at the next TERM or INT)."""
         log.info("Received %s", sig.name)
+        if self._stopping_since is None and self.config.drain_delay > 0 and sig != signal.SIGQUIT:
+            if self._draining_until is None and sig == signal.SIGTERM:
+                self._draining_until = time.monotonic() + self.config.drain_delay
+                log.info(
+                    "Draining: not ready from now on; serving for %.1f s more, then stopping", self.config.drain_delay
+                )
+                return
+            if self._draining_until is not None:
+                self.stop(graceful=True)  # the delay ends early
+                return
+        graceful = sig != signal.SIGQUIT and self._stopping_since is None
         self.stop(graceful=graceful)
 
     def reload(self, reason: str = "SIGHUP") -> None:

@@ -11,13 +11,23 @@ import os
 import select
 import signal
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 SIGNALS = (
     signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTTIN, signal.SIGTTOU,
     signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCHLD,
 )  # fmt: skip
 FILES_CHANGED = -1  # queued by the file watcher, not a real signal
+
+
+class Waiter(Protocol):
+    """Other descriptors the master's wait includes (the admin listener's)."""
+
+    def interest(self) -> tuple[list[int], list[int]]:
+        """Descriptors to wait on for reading, and for writing."""
+
+    def ready(self, fd: int) -> None:
+        """``fd`` is ready for what it was waited on for."""
 
 
 class SignalQueue:
@@ -47,12 +57,25 @@ class SignalQueue:
     def _queue(self, signum: int, frame: Any) -> None:
         self.pending.append(signum)
 
-    def wait(self, timeout: float) -> None:
-        """Sleep until a signal or :meth:`wake`, at most ``timeout`` seconds; then empty the pipe."""
+    def wait(self, timeout: float, also: Waiter | None = None) -> None:
+        """Sleep until a signal or :meth:`wake`, at most ``timeout`` seconds; then empty the pipe. With
+        ``also``, wake for its descriptors too, and tell it which are ready."""
+        poller = select.poll()
+        poller.register(self.read_fd, select.POLLIN)
+        if also is not None:
+            readers, writers = also.interest()
+            for fd in readers:
+                poller.register(fd, select.POLLIN)
+            for fd in writers:
+                poller.register(fd, select.POLLOUT)
         try:
-            select.select([self.read_fd], [], [], timeout)
+            events = poller.poll(timeout * 1000)
         except InterruptedError:
-            pass
+            events = []
+        if also is not None:
+            for fd, _ in events:
+                if fd != self.read_fd:
+                    also.ready(fd)
         try:
             while os.read(self.read_fd, 4096):
                 pass

@@ -138,6 +138,7 @@ async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
         state=dict(scope.get("state", {})),
         client=scope["client"],
         scheme=scope["scheme"],
+        host=dict(scope["headers"]).get(b"host", b"").decode("latin-1"),
         extensions=sorted(scope["extensions"]),
         tls=scope["extensions"].get("tls"),
     )
@@ -155,7 +156,15 @@ def wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     if environ["PATH_INFO"] == "/slow":
         time.sleep(float(query.get("s", "1")))
     facts = _common(query)
-    facts.update(probe="wsgi", script_name=environ["SCRIPT_NAME"], path_info=environ["PATH_INFO"])
+    facts.update(
+        probe="wsgi",
+        script_name=environ["SCRIPT_NAME"],
+        path_info=environ["PATH_INFO"],
+        remote_addr=environ.get("REMOTE_ADDR"),
+        remote_port=environ.get("REMOTE_PORT"),
+        url_scheme=environ["wsgi.url_scheme"],
+        host=environ.get("HTTP_HOST"),
+    )
     body = json.dumps(facts).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
