@@ -200,7 +200,7 @@ def fwd(*values: str) -> list[tuple[bytes, bytes]]:
 def test_rfc7239_parse() -> None:
     from monoceros.protocols.forwarded import node, parse
 
-    assert parse('for=192.0.2.60;proto=http;by=203.0.113.43') == [
+    assert parse("for=192.0.2.60;proto=http;by=203.0.113.43") == [
         {"for": "192.0.2.60", "proto": "http", "by": "203.0.113.43"}
     ]
     assert parse('For="[2001:db8:cafe::17]:4711", for=unknown;HOST="a.example"') == [
@@ -221,7 +221,7 @@ def test_rfc7239_parse() -> None:
 
 def test_forwarded_right_most_untrusted_with_its_proto_and_host() -> None:
     trust = ProxyTrust(["127.0.0.1", "10.0.0.0/8"])
-    headers = fwd('for=198.51.100.7;proto=https;host=shop.example, for=10.1.1.1;proto=http;host=lb.internal')
+    headers = fwd("for=198.51.100.7;proto=https;host=shop.example, for=10.1.1.1;proto=http;host=lb.internal")
     client, scheme = trust.resolve(("127.0.0.1", 5000), "http", headers)
     assert (client, scheme) == (("198.51.100.7", 0), "https")
     assert dict(headers)[b"host"] == b"shop.example"
