@@ -277,3 +277,68 @@ def test_the_admin_listener_answers_while_every_worker_is_down(serve: ServerFact
     finally:
         for pid in children(server.pid):
             os.kill(pid, signal.SIGCONT)
+
+
+def test_every_limit_kind_and_http2_are_counted(serve: ServerFactory, admin_port: int) -> None:
+    server, admin = start(
+        serve, admin_port, "--limit-request-line", "100", "--limit-request-body", "1000", "--header-timeout", "0.5",
+        "--limit-concurrency", "1", "--no-access-log",
+    )  # fmt: skip
+    refusals = [
+        b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: a\r\n\r\n",  # 414
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",  # 413
+        b"GET / HTTP/1.1\r\nHost: a\r\n",  # 408: a head that never ends
+    ]
+    for data, status in zip(refusals, (414, 413, 408), strict=True):
+        with Wire(server.connect()) as wire:
+            wire.send(data)
+            assert wire.read_response().status == status
+            wire.read_to_eof()  # the server closes: the connection no longer counts against the limit
+        time.sleep(0.1)  # (once its connection_lost has run)
+    with Wire(server.connect()) as first, Wire(server.connect()) as second:  # 503: past --limit-concurrency
+        first.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        time.sleep(0.2)
+        second.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert second.read_response().status == 503
+        assert first.read_response().status == 200
+    with httpx.Client(http1=False, http2=True) as h2:  # prior knowledge over cleartext
+        assert h2.get(server.url + "/hello").http_version == "HTTP/2"
+
+    def counted() -> Samples | None:
+        s = scrape(admin)
+        kinds = {kind: s[("monoceros_limits_hit_total", (("kind", kind),))] for kind in ("408", "413", "414", "503")}
+        h2 = total(s, "monoceros_http_requests_total", protocol="h2", method="GET", status="2xx")
+        return s if all(v == 1 for v in kinds.values()) and h2 == 1 else None
+
+    wait_for(counted, timeout=5, what="each refusal counted once, and the HTTP/2 request as h2")
+
+
+def test_readyz_waits_for_the_lifespan_startup(serve: ServerFactory, admin_port: int) -> None:
+    app = """
+import asyncio
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        await asyncio.sleep(2)  # a slow startup: a database, a model to load
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+    server = serve(
+        "slow_start:app", "--admin-bind", f"127.0.0.1:{admin_port}", sources={"slow_start.py": app},
+        ready_text="Admin listener at", new_session=True,
+    )  # fmt: skip
+    admin = f"http://127.0.0.1:{admin_port}"
+    early = wait_for(lambda: _get(admin + "/readyz"), timeout=5, what="the admin listener")
+    assert early.status_code == 503 and early.text == "not ready: workers are booting\n"
+    assert _get(admin + "/healthz").status_code == 200  # alive meanwhile
+    wait_for(lambda: _get(admin + "/readyz").status_code == 200, timeout=10, what="ready after the startup")
+    assert "Ready: 1 worker(s) serving" in server.output()
+
+
+def _get(url: str) -> httpx.Response:
+    return httpx.get(url, timeout=5)

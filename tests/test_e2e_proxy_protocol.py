@@ -162,3 +162,26 @@ def _limit(port: int, kind: str) -> float:
 
 
 _ = ssl  # the TLS test's client context comes from tls_files
+
+
+@pytest.mark.parametrize("app", ["probe_apps:asgi", "probe_apps:wsgi"])
+def test_forwarded_and_x_forwarded_host_reach_the_app(serve: ServerFactory, app: str) -> None:
+    server = serve(app, "--forwarded-allow-ips", "127.0.0.1,10.0.0.0/8")
+    forwarded = (
+        b"GET /probe HTTP/1.1\r\nHost: internal:8000\r\nConnection: close\r\n"
+        b'Forwarded: for=198.51.100.9;proto=https;host=shop.example, for="10.0.0.7:5000";proto=http\r\n'
+        b"X-Forwarded-For: 203.0.113.66\r\n\r\n"
+    )
+    seen = facts(server, b"", forwarded)
+    if app.endswith("asgi"):
+        assert (seen["client"], seen["scheme"], seen["host"]) == (["198.51.100.9", 0], "https", "shop.example")
+    else:
+        assert (seen["remote_addr"], seen["url_scheme"], seen["host"]) == ("198.51.100.9", "https", "shop.example")
+    x_forwarded = (
+        b"GET /probe HTTP/1.1\r\nHost: internal:8000\r\nConnection: close\r\nX-Forwarded-For: 203.0.113.66\r\n"
+        b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: www.example\r\n\r\n"
+    )
+    seen = facts(server, b"", x_forwarded)
+    key = "client" if app.endswith("asgi") else "remote_addr"
+    assert seen[key] in (["203.0.113.66", 0], "203.0.113.66")
+    assert seen["host"] == "www.example"

@@ -395,5 +395,6 @@ class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
         elif transport.can_write_eof():
             transport.write_eof()
             self._set_deadline(LINGER, LINGER_SECONDS)
+            self._resume_reading()  # drain (data_received drops it) and see the client's EOF, to close at once
         else:
             transport.close()
