@@ -54,6 +54,15 @@ SERVERS: dict[str, Server] = {
             log_on=("--no-access-log ", ""),
         ),
         Server(
+            "monoceros-admin",
+            {
+                "asgi": "{python} -m monoceros --workers 1 --interface asgi3 --no-access-log --log-level warning"
+                " --admin-bind 127.0.0.1:0 --host 127.0.0.1 --port {port} asgi_app:app",
+            },
+            peer=False,
+            note="this repo with --admin-bind: a master, and the worker's metrics (scenario k only)",
+        ),
+        Server(
             "monoceros-inline",
             {
                 "wsgi": "{python} -m monoceros --workers 1 --interface wsgi --wsgi-mode inline --no-access-log"
@@ -323,3 +332,15 @@ def check_matrix() -> None:
                 raise SystemExit(f"matrix error: {name} cannot turn its access log on for {scenario.name}")
             if scenario.app and f"{scenario.iface}_app:app" not in plain:
                 raise SystemExit(f"matrix error: {name} cannot serve {scenario.app} for {scenario.name}")
+
+# (k): the metrics' cost under load, --admin-bind against the same server without it, beside two peers.
+SCENARIOS += [
+    Scenario(
+        "k-admin-asgi",
+        "asgi",
+        "/",
+        64,
+        "hello world, keep-alive, with and without --admin-bind (the metrics)",
+        servers=("monoceros", "monoceros-admin", "uvicorn", "granian"),
+    ),
+]

@@ -342,3 +342,42 @@ async def app(scope, receive, send):
 
 def _get(url: str) -> httpx.Response:
     return httpx.get(url, timeout=5)
+
+
+@pytest.mark.parametrize("where", ["tcp", "unix"])
+def test_usr2_hands_the_admin_listener_to_the_new_master(serve: ServerFactory, tmp_path: Path, where: str) -> None:
+    if where == "unix":
+        path = short_socket_path(tmp_path, "admin.sock")
+        bind, transport = f"unix:{path}", httpx.HTTPTransport(uds=path)
+        url = "http://admin"
+    else:
+        port = free_port()
+        bind, transport, url = f"127.0.0.1:{port}", httpx.HTTPTransport(), f"http://127.0.0.1:{port}"
+    server = supervise(serve, "--admin-bind", bind, "--pid", "m.pid", app="asgi_apps:app")
+    with httpx.Client(transport=transport, timeout=5) as http:
+        assert http.get(url + "/readyz").status_code == 200
+        server.send_signal(signal.SIGUSR2)
+        wait_for(lambda: server.output().count("Ready: ") == 2, 10, "the new master ready", server)
+        new = int((server.workdir / "m.pid").read_text())
+        assert "Admin listener at: " in server.output() and "(inherited)" in server.output()
+        server.send_signal(signal.SIGTERM)  # the operator retires the old master
+        assert server.proc.wait(10) == 0
+        try:
+            for _ in range(5):  # every connection now reaches the new master, which is ready
+                assert http.get(url + "/readyz").status_code == 200
+            pids = {
+                dict(keys)["pid"]
+                for (name, keys) in _samples(http, url)
+                if name == "monoceros_worker_cpu_seconds_total"
+            }
+            assert pids == {str(p) for p in children(new)}
+        finally:
+            os.kill(new, signal.SIGTERM)
+
+
+def _samples(http: httpx.Client, url: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(http.get(url + "/metrics").text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples

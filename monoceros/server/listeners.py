@@ -349,15 +349,26 @@ def inherited_sockets(environ: MutableMapping[str, str] | None = None) -> list[s
         raise BindError(f"LISTEN_FDS={env.get('LISTEN_FDS')!r} is not a number") from None
     env.pop("LISTEN_PID", None)
     env.pop("LISTEN_FDS", None)
-    env.pop("LISTEN_FDNAMES", None)
+    names = env.pop("LISTEN_FDNAMES", "").split(":")
     sockets = []
-    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+    for index, fd in enumerate(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count)):
         os.set_inheritable(fd, False)
-        sockets.append(_fd_socket(ListenSpec("fd", fd=fd)))
+        sock = _fd_socket(ListenSpec("fd", fd=fd))
+        if index < len(names) and names[index] == ADMIN_FD_NAME:
+            _NAMED[ADMIN_FD_NAME] = sock  # not an app listener: the admin listener's (inherited_socket)
+        else:
+            sockets.append(sock)
     return sockets
 
 
+def inherited_socket(name: str) -> socket.socket | None:
+    """The inherited socket LISTEN_FDNAMES gave ``name`` (read by :func:`inherited_sockets`), once."""
+    return _NAMED.pop(name, None)
+
+
 SD_LISTEN_FDS_START = 3
+ADMIN_FD_NAME = "monoceros-admin"
+_NAMED: dict[str, socket.socket] = {}
 
 
 # -- describing ----------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
-import os
 import socket
 import time
 from typing import Protocol
@@ -20,7 +19,7 @@ from ..admin.listener import AdminListener
 from ..admin.snapshot import Census, Snapshot, WorkerStatus, backlog, process_figures
 from ..config import Config
 from ..errors import ConfigError
-from ..server.listeners import create_socket, describe, parse_bind
+from ..server.listeners import ADMIN_FD_NAME, create_socket, describe, inherited_socket, parse_bind
 from ..server.metrics import LAYOUT
 from .board import BOOTING, READY, RETIRING, STOPPING, Board
 from .health import WorkerInfo
@@ -31,8 +30,13 @@ _STATES = {BOOTING: "booting", READY: "ready", RETIRING: "retiring", STOPPING: "
 
 
 def bind_admin(config: Config) -> socket.socket:
-    """The admin listener's socket; a unix one is 660 (the operator's group may read the metrics)."""
+    """The admin listener's socket: inherited (named ``monoceros-admin`` by a USR2 re-exec or a systemd
+    socket unit's FileDescriptorName), else bound; a unix one is 660 (the operator's group may read it)."""
     assert config.admin_bind is not None
+    inherited = inherited_socket(ADMIN_FD_NAME)
+    if inherited is not None:
+        log.info("Admin listener at: %s (inherited)", describe(inherited, False))
+        return inherited
     try:
         spec = parse_bind(config.admin_bind)
     except ConfigError as exc:
@@ -151,10 +155,6 @@ class AdminService:
         )
 
     def close(self) -> None:
+        """Close the listener (a unix socket's file stays, as the app's do: a re-executed master may be
+        serving it, and the next start removes a stale one)."""
         self.listener.close()
-        path = self.arbiter.config.admin_bind or ""
-        if path.startswith("unix:"):
-            try:
-                os.unlink(path[5:])
-            except OSError:
-                pass

@@ -15,6 +15,8 @@ from ..errors import AppLoadError, ConfigError
 from ..hooks import run_hook_logged
 from ..logs import configure_logging, give_log_files_to, reopen_log_files
 from ..server.app_loader import LoadedApp
+from ..server.listeners import ADMIN_FD_NAME
+from .admin import AdminService
 from .health import WorkerInfo
 from .modules import ModuleSnapshot
 from .pidfile import Pidfile
@@ -41,6 +43,7 @@ class Operations:
     _app: LoadedApp | None
     _signals: SignalQueue
     _stopping_since: float | None
+    admin: AdminService | None
     _draining_until: float | None
     _notifier: Notifier
     _modules: ModuleSnapshot
@@ -159,9 +162,17 @@ class Operations:
         if self._pidfile is not None:
             self._pidfile.rename(self._pidfile.path + ".oldbin")
         fds = [sock.fileno() for sock in self.sockets]
-        pid = fork_new_master(fds, self._start_cwd, lambda: run_hook_logged(self.config, "pre_exec", self))
+        names = ["app"] * len(fds)
+        if self.admin is not None:  # the admin listener goes along, named, so the new master need not bind it
+            fds.append(self.admin.listener.sock.fileno())
+            names.append(ADMIN_FD_NAME)
+
+        def pre_exec() -> None:
+            run_hook_logged(self.config, "pre_exec", self)
+
+        pid = fork_new_master(fds, self._start_cwd, pre_exec, names)
         self._reexec_pid = pid
-        log.info("Re-executing: new master pid %d inherits %d listener(s)", pid, len(fds))
+        log.info("Re-executing: new master pid %d inherits %d listener(s)", pid, names.count("app"))
 
     def winch(self) -> None:
         if self.config.daemon:

@@ -17,16 +17,17 @@ from collections.abc import Callable
 from .. import exitcodes
 
 
-def fork_new_master(fds: list[int], cwd: str, before_exec: Callable[[], None]) -> int:
-    """Fork the new master; return its pid (in the child this execs and never returns)."""
+def fork_new_master(fds: list[int], cwd: str, before_exec: Callable[[], None], names: list[str]) -> int:
+    """Fork the new master; return its pid (in the child this execs and never returns). ``names``: each
+    descriptor's LISTEN_FDNAMES name (the admin listener's tells it apart from the app's)."""
     pid = os.fork()
     if pid == 0:
         before_exec()  # the pre_exec hook
-        _exec_new_master(fds, cwd)
+        _exec_new_master(fds, cwd, names)
     return pid
 
 
-def _exec_new_master(fds: list[int], cwd: str) -> None:
+def _exec_new_master(fds: list[int], cwd: str, names: list[str]) -> None:
     """In the forked child: put the listeners at fd 3.. and exec a fresh monoceros with the same argv."""
     try:
         signal.set_wakeup_fd(-1)
@@ -35,7 +36,7 @@ def _exec_new_master(fds: list[int], cwd: str) -> None:
             os.dup2(fd, 3 + index, inheritable=True)
             os.close(fd)
         env = dict(os.environ)
-        env.update(LISTEN_FDS=str(len(fds)), LISTEN_PID=str(os.getpid()))
+        env.update(LISTEN_FDS=str(len(fds)), LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES=":".join(names))
         os.chdir(cwd)
         os.execve(sys.executable, [sys.executable, "-m", "monoceros", *sys.argv[1:]], env)
     except OSError as exc:
