@@ -381,3 +381,22 @@ def _samples(http: httpx.Client, url: str) -> Samples:
         for s in family.samples:
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return samples
+
+
+def test_recycled_workers_lose_no_counts(serve: ServerFactory, admin_port: int) -> None:
+    server, admin = start(serve, admin_port, "--max-requests", "20", "--no-access-log")
+    with httpx.Client(timeout=10) as http:
+        for _ in range(70):
+            assert http.get(server.url + "/hello").status_code == 200
+    wait_for(
+        lambda: scrape(admin)[("monoceros_worker_exits_total", (("reason", "recycle"),))] >= 3,
+        timeout=10,
+        what="three recycles",
+    )
+
+    def all_counted() -> Samples | None:
+        s = scrape(admin)
+        return s if total(s, "monoceros_http_requests_total") == 70 else None
+
+    samples = wait_for(all_counted, timeout=5, what="all 70 requests counted")
+    assert samples[("monoceros_worker_starts_total", ())] >= 4

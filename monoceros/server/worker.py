@@ -187,6 +187,8 @@ class Worker:
                 state.request_log.flush()  # the lines of the last loop turn
             if self._ticker is not None:
                 self._ticker.cancel()
+                if state.tally is not None:
+                    self.link.tick(self)  # the last counts, so that a worker that stops loses none of them
             if self._certificates is not None:
                 self._certificates.stop()
             self._remove_signals(loop)
