@@ -9,8 +9,8 @@ unsigned integers in the order :data:`LAYOUT` names, and the worker's link copie
 the shared board (supervisor/board.py). The master adds up the slots of every worker it has, plus what the
 workers that exited had last published, so that a counter never goes backwards when a worker is replaced.
 
-A worker's last second of counts is lost if it is killed (-9) between two ticks: that is the price of a hot
-path without shared writes, and docs/deployment.md says so.
+A worker that stops publishes once more as it exits; one killed (-9) loses what it counted since its last
+publish (at most 0.25 s): the price of a hot path without shared writes, which docs/deployment.md states.
 """
 
 from __future__ import annotations
