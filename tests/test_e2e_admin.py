@@ -400,3 +400,17 @@ def test_recycled_workers_lose_no_counts(serve: ServerFactory, admin_port: int) 
 
     samples = wait_for(all_counted, timeout=5, what="all 70 requests counted")
     assert samples[("monoceros_worker_starts_total", ())] >= 4
+
+
+def test_exits_by_reason_timeout_and_reload(serve: ServerFactory, admin_port: int) -> None:
+    server, admin = start(serve, admin_port, "--timeout", "1", app="supervisor_apps:app")
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(server.url + "/block?s=30", timeout=10)  # the loop blocks: no heartbeat, SIGABRT, replaced
+    wait_for(
+        lambda: scrape(admin)[("monoceros_worker_exits_total", (("reason", "timeout"),))] == 1, 10, "a timeout exit"
+    )
+    wait_for(lambda: httpx.get(admin + "/readyz").status_code == 200, 10, "ready again")
+    server.send_signal(signal.SIGHUP)
+    wait_for(lambda: scrape(admin)[("monoceros_worker_exits_total", (("reason", "reload"),))] == 1, 10, "a reload exit")
+    reasons = [r["reason"] for r in httpx.get(admin + "/status.json").json()["restarts"]]
+    assert reasons[:2] == ["reload", "timeout"]
