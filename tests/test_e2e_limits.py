@@ -4,6 +4,7 @@ connection limit, and flow control both ways (memory stays bounded whatever the 
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -313,3 +314,30 @@ def test_send_waits_while_the_client_does_not_read(plain: ServerProcess) -> None
     assert response.status == 200
     assert len(response.body) == total
     assert progress(plain, "down") == total
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /a HTTP/1.1 \r\nHost: x\r\n\r\n",  # answered 400, not closed as another protocol's bytes
+        b"GET /a#frag HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"CONNECT /a HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: x y\r\n\r\n",
+    ],
+)
+def test_strict_request_lines_and_hosts_are_400_over_sockets(limited: ServerProcess, raw: bytes) -> None:
+    with Wire(limited.connect()) as w:
+        w.send(raw)
+        assert w.read_response().status == 400
+        assert w.closed_by_peer(5)
+    assert_still_serving(limited)
+
+
+def test_absolute_form_reaches_the_app_with_its_own_host(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:app")
+    with Wire(server.connect()) as w:
+        w.send(b"GET http://shop.example:8080/scope HTTP/1.1\r\nHost: elsewhere\r\nConnection: close\r\n\r\n")
+        response = w.read_response()
+    scope = json.loads(response.body)
+    assert ["host", "shop.example:8080"] in scope["headers"]
+    assert scope["path"] == "/scope"

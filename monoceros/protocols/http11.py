@@ -31,8 +31,7 @@ and a final answer before it means the client still holds its body back, so that
 the head says ``Connection: close``.
 
 Any violation by the peer raises :class:`ProtocolError` carrying the status to answer with (400, 413, 414,
-417, 431, 501, 505); :meth:`error_response` writes that answer. This module imports no asyncio, socket or
-threading.
+417, 431, 501, 505); :meth:`error_response` writes that answer. No asyncio, socket or threading here.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from .events import Body, EndBody, Event, ProtocolError
 from .headers import HASH as _HASH
 from .http11_request import (
     HEAD_SLACK,
+    HOSTS,
     STREAM,
     HeadParser,
     HTTP11Request,
@@ -53,7 +53,9 @@ from .http11_request import (
     classify,
     content_length,
     other_target,
+    switches,
     transfer_coding,
+    valid_host,
 )
 from .http11_response import CONTINUE, SPECIAL_NAMES, ResponseFraming, status_line, trailer_section
 
@@ -91,6 +93,7 @@ TRANSITIONS: dict[str, frozenset[tuple[State, State]]] = {
 }  # fmt: skip
 
 _END = EndBody(STREAM)
+_HOST_VERDICTS = HOSTS.data
 # What an error response answers when no request head could be read: GET over HTTP/1.1, for no connection.
 _NO_REQUEST = HTTP11Request(STREAM, "GET", b"", b"", b"", "1.1", [], None, False, False, None, False, None)
 _PLAIN = (b"content-type", b"text/plain; charset=utf-8")
@@ -179,7 +182,7 @@ class HTTP11Connection(HeadParser, ResponseFraming):
             # llhttp stops after the head of an Upgrade or CONNECT request (one with "Connection: upgrade").
             offset = exc.args[0]
             request = self.last_request
-            if request is not None and self.upgrade_request is None and _switches(request, self._h2c):
+            if request is not None and self.upgrade_request is None and switches(request, self._h2c):
                 # HTTP/1.1 ends here whatever the answer; the bytes after the head are the next protocol's.
                 self.upgrade_request = request
                 self.upgrade_tail = data[offset:]
@@ -293,13 +296,16 @@ class HTTP11Connection(HeadParser, ResponseFraming):
         limit = self.limits.body
         if limit and length is not None and length > limit:
             raise ProtocolError("request body too large", 413)
+        if authority and not (_HOST_VERDICTS.get(authority) or valid_host(authority)):  # a dict hit, mostly
+            raise ProtocolError("invalid Host header")
         url = self._url
         if url[:1] == b"/":
             path, _, query = url.partition(b"?")
-            if _HASH in path:
-                path = path.partition(b"#")[0]
+            if _HASH in url or method == "CONNECT":  # RFC 9112 §3.2: a fragment, or CONNECT without host:port
+                raise ProtocolError("a target has no '#' fragment" if _HASH in url else "CONNECT needs host:port")
         else:
-            path, query = other_target(url, method)
+            path, query, target_host = other_target(url, method, self._headers)
+            authority = target_host or authority
         has_body = chunked or bool(length)
         request = HTTP11Request(
             STREAM, method, url, path, query, version, self._headers, authority, has_body, expect_continue, None,
@@ -385,12 +391,3 @@ class HTTP11Connection(HeadParser, ResponseFraming):
         """The server stops taking requests: the response in progress, or else the next, is the last one, and
         says ``Connection: close``."""
         self._persistent = False
-
-
-def _switches(request: HTTP11Request, h2c: bool) -> bool:
-    """Whether an Upgrade request ends HTTP/1.1: a WebSocket handshake always; ``h2c`` when served, for a request
-    without a body that carries exactly one HTTP2-Settings (RFC 7540 §3.2)."""
-    if request.upgrade == b"websocket":
-        return True
-    settings = sum(1 for name, _ in request.headers if name == b"http2-settings")
-    return h2c and request.upgrade == b"h2c" and not request.has_body and settings == 1

@@ -8,6 +8,7 @@ change state (a message begins, its head completes, it ends).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -27,6 +28,10 @@ HEAD_SLACK = 4096
 FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 
 _REQUEST_LENGTHS: Memo[bytes, int] = Memo("request Content-Length values, checked (1*DIGIT) and parsed")
+HOSTS: Memo[bytes, bool] = Memo("Host values, checked against RFC 3986's host [ ':' port ]")
+# RFC 3986 §3.2.2: an IP literal in brackets, or a reg-name (which takes in IPv4 addresses); then a port.
+_REQUEST_START = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")  # RFC 9110 §9.1: a method is a token
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
 
 
 @dataclass(slots=True, eq=False, repr=False)
@@ -123,20 +128,39 @@ def transfer_coding(value: bytes, chunked: bool) -> bool:
     return chunked
 
 
-def other_target(url: bytes, method: str) -> tuple[bytes, bytes]:
-    """Path and query of a target not in origin-form (RFC 9112 §3.2): ``*``, CONNECT's authority, or an
-    absolute URI, which a server must accept; its path is what follows the authority."""
+def valid_host(value: bytes) -> bool:
+    """RFC 9112 §3.2: a Host value must be host [ ":" port ] (a server MUST answer 400 to any other)."""
+    verdict = HOSTS.data.get(value)
+    if verdict is None:
+        verdict = HOSTS.remember(value, _HOST.fullmatch(value) is not None)
+    return verdict
+
+
+def other_target(url: bytes, method: str, headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes | None]:
+    """Path, query and authority of a target not in origin-form (RFC 9112 §3.2): ``*``, CONNECT's authority,
+    or an absolute URI, which a server must accept; its path is what follows the authority, and its authority
+    replaces the Host header in ``headers`` (§3.2.2: the server MUST ignore Host then)."""
     if url == b"*":
         if method != "OPTIONS":  # RFC 9112 §3.2.4: asterisk-form is only for OPTIONS
             raise ProtocolError("request target '*' is only allowed with OPTIONS")
-        return url, b""
-    if method == "CONNECT":
-        return url, b""
+        return url, b"", None
+    if method == "CONNECT":  # §3.2.3: authority-form, host and port
+        if b":" not in url or url.endswith(b":") or not valid_host(url):
+            raise ProtocolError(f"CONNECT needs a target of the form host:port, not {url[:60]!r}")
+        return url, b"", None
     try:
         parsed = httptools.parse_url(url)
     except httptools.HttpParserInvalidURLError:
         raise ProtocolError(f"invalid request target {url!r}") from None
-    return parsed.path or b"/", parsed.query or b""
+    if parsed.fragment:
+        raise ProtocolError("a request target has no fragment ('#')")
+    authority = None
+    if parsed.host:
+        host = b"[" + parsed.host + b"]" if b":" in parsed.host else parsed.host  # an IPv6 literal keeps its []
+        authority = host + (b":%d" % parsed.port if parsed.port else b"")
+    if authority is not None:
+        headers[:] = [(n, authority if n == b"host" else v) for n, v in headers]
+    return parsed.path or b"/", parsed.query or b"", authority
 
 
 def classify(exc: Exception) -> ProtocolError:
@@ -150,6 +174,19 @@ def classify(exc: Exception) -> ProtocolError:
 
 
 def is_http1_line(data: bytes) -> bool:
-    """Whether the first line of ``data`` ends as an HTTP/1.x request line does (or is not complete yet)."""
+    """Whether ``data`` starts as an HTTP/1.x request does (or is not a whole line yet): a first line that ends
+    as a request line does, or one that starts with a method and a space and names HTTP/1 (trailing spaces,
+    say), so that a malformed request is answered 400 rather than closed as bytes of another protocol."""
     line, crlf, _ = data.partition(b"\n")
-    return not crlf or line.rstrip(b"\r")[-9:-1] == b" HTTP/1."
+    if not crlf or line.rstrip(b"\r")[-9:-1] == b" HTTP/1.":
+        return True
+    return b" HTTP/1." in line and _REQUEST_START.match(line) is not None
+
+
+def switches(request: HTTP11Request, h2c: bool) -> bool:
+    """Whether an Upgrade request ends HTTP/1.1: a WebSocket handshake always; ``h2c`` when served, for a request
+    without a body that carries exactly one HTTP2-Settings (RFC 7540 §3.2)."""
+    if request.upgrade == b"websocket":
+        return True
+    settings = sum(1 for name, _ in request.headers if name == b"http2-settings")
+    return h2c and request.upgrade == b"h2c" and not request.has_body and settings == 1
