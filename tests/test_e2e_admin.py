@@ -284,6 +284,15 @@ def test_every_limit_kind_and_http2_are_counted(serve: ServerFactory, admin_port
         serve, admin_port, "--limit-request-line", "100", "--limit-request-body", "1000", "--header-timeout", "0.5",
         "--limit-concurrency", "1", "--no-access-log",
     )  # fmt: skip
+    with Wire(server.connect()) as idle:  # at the limit (1), a newcomer reclaims an idle connection's slot
+        idle.send(b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert idle.read_response().status == 200
+        with Wire(server.connect()) as newcomer:
+            newcomer.send(b"GET /hello HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            assert newcomer.read_response().status == 200
+            newcomer.read_to_eof()
+        assert idle.closed_by_peer(5)
+    time.sleep(0.1)
     refusals = [
         b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: a\r\n\r\n",  # 414
         b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",  # 413
@@ -306,7 +315,10 @@ def test_every_limit_kind_and_http2_are_counted(serve: ServerFactory, admin_port
 
     def counted() -> Samples | None:
         s = scrape(admin)
-        kinds = {kind: s[("monoceros_limits_hit_total", (("kind", kind),))] for kind in ("408", "413", "414", "503")}
+        kinds = {
+            kind: s[("monoceros_limits_hit_total", (("kind", kind),))]
+            for kind in ("408", "413", "414", "503", "reclaimed")
+        }
         h2 = total(s, "monoceros_http_requests_total", protocol="h2", method="GET", status="2xx")
         return s if all(v == 1 for v in kinds.values()) and h2 == 1 else None
 

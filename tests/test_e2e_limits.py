@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 
 import httpx
@@ -230,29 +231,47 @@ def test_idle_keep_alive_connection_is_closed(limited: ServerProcess) -> None:
         assert w.buffer == b""  # closed quietly: no 408 for a connection that had not started a request
 
 
-def test_limit_concurrency_answers_503(serve: ServerFactory) -> None:
+def test_limit_concurrency_reclaims_the_longest_idle_then_answers_503(serve: ServerFactory) -> None:
+    """At the limit a newcomer takes the slot of the keep-alive connection idle the longest (nginx's reuse);
+    only when every connection is inside a request is it answered 503."""
     server = serve("asgi_apps:app", "--limit-concurrency", "2")
     first, second = Wire(server.connect()), Wire(server.connect())
     try:
-        for w in (first, second):  # both connections accepted and open
+        for w in (first, second):  # both served, then idle on keep-alive: first the longer
             w.send(request("GET", "/held"))
             assert w.read_response().status == 200
-        with Wire(server.connect()) as third:
-            response = third.read_response()  # answered before it sends anything
-            assert response.status == 503
-            assert third.closed_by_peer(5)
-        first.close()
-        deadline = time.monotonic() + 5
-        while True:  # once the server has seen the close, a new connection is served again
-            with Wire(server.connect()) as again:
-                again.send(request("GET", "/again"))
-                if again.read_response().status == 200:
-                    break
-            assert time.monotonic() < deadline, "a freed connection slot was never reused"
             time.sleep(0.05)
+        with Wire(server.connect()) as third:
+            third.send(request("GET", "/third"))
+            assert third.read_response().status == 200  # served, not refused
+        assert first.closed_by_peer(5)  # the longest idle made room
+        second.send(request("GET", "/still"))
+        assert second.read_response().status == 200  # the other kept its connection
+        second.send(request("GET", "/slow?s=2"))
+        time.sleep(0.2)
+        with Wire(server.connect()) as busy:  # reclaims nothing yet: second is inside a request, busy is new
+            busy.send(request("GET", "/slow?s=2"))
+            time.sleep(0.3)
+            with Wire(server.connect()) as refused:
+                response = refused.read_response()
+                assert response.status == 503  # both are inside requests: nothing to reclaim
+                assert refused.closed_by_peer(5)
+            assert busy.read_response().status == 200
+        assert second.read_response().status == 200
     finally:
         first.close()
         second.close()
+
+
+def test_limit_concurrency_reclaims_a_stalled_head(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:app", "--limit-concurrency", "1")
+    with Wire(server.connect()) as stalled:
+        stalled.send(b"GET /never HTTP/1.1\r\nHost: x\r\n")  # and no more
+        time.sleep(0.2)
+        with Wire(server.connect()) as newcomer:
+            newcomer.send(request("GET", "/new"))
+            assert newcomer.read_response().status == 200
+        assert stalled.closed_by_peer(5)
 
 
 # -- flow control ----------------------------------------------------------------------------------------
@@ -341,3 +360,17 @@ def test_absolute_form_reaches_the_app_with_its_own_host(serve: ServerFactory) -
     scope = json.loads(response.body)
     assert ["host", "shop.example:8080"] in scope["headers"]
     assert scope["path"] == "/scope"
+
+
+RAISE_LIMIT = (
+    "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def test_the_worker_raises_its_open_file_limit_to_the_hard_one(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:app", launcher=[sys.executable, "-c", RAISE_LIMIT])
+    server.wait_output("Raised the open-file limit (RLIMIT_NOFILE) from 256 to 4096")
+    with open(f"/proc/{server.pid}/limits") as f:
+        line = next(line for line in f if line.startswith("Max open files"))
+    assert line.split()[3:5] == ["4096", "4096"], line

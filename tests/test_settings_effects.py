@@ -207,13 +207,18 @@ def probe_asgi_app_more(ctx: Ctx) -> None:
     added = set(ctx.facts(server)["threads"]) - set(facts["threads"])
     assert added, "sendfile off: the file was read by the loop's executor threads, not sent by the kernel"
     assert " 200 " not in server.output(), "access_log off"
-    held = [server.connect(), server.connect()]
+    held = [Wire(server.connect()), Wire(server.connect())]
     try:
-        time.sleep(0.3)  # both accepted by the worker
+        for wire in held:  # both inside a request: nothing to reclaim
+            wire.send(request("GET", "/slow?s=1", [("Connection", "close")]))
+        time.sleep(0.3)
         assert status_of(raw(server, request("GET", "/facts"))) == 503, "limit_concurrency 2: the third gets 503"
+        for wire in held:
+            assert wire.read_response().status == 200
+            assert wire.closed_by_peer(5)
     finally:
-        for sock in held:
-            sock.close()
+        for wire in held:
+            wire.close()
     thread_started = time.monotonic()
     thread, result = in_background(server.url + "/slow?s=20&id=cut")
     server.wait_record("slow-started-cut")

@@ -182,7 +182,9 @@ class HTTPSettings:
         aliases=["worker_connections", "connection_limit"],
         validator=_positive,
         metavar="N",
-        help="Most open connections per worker. Past it, new connections get 503 and are closed.",
+        help="Most open connections per worker. Past it, a new connection takes the slot of the keep-alive "
+        "connection idle the longest, else of the oldest unfinished head (as nginx reuses connections); only "
+        "when every connection is inside a request does it get 503.",
     )
     # gunicorn's graceful_timeout is 30 s, as is Kubernetes' terminationGracePeriodSeconds.
     graceful_timeout: float = setting(

@@ -39,6 +39,7 @@ from ..protocols.http11_response import SWITCHING_TO_H2C
 from .deadline import HEADER, KEEPALIVE, LINGER, NONE, Deadline
 from .handover import Handover, Taker, hand_over
 from .http11_output import HTTP11Output
+from .reclaim import ReclaimableHTTP11
 from .state import ServerState
 from .stream import Stream
 from .tls_info import alpn, tls_extension
@@ -56,7 +57,7 @@ SHUTDOWN_IDLE = 0.5  # on a graceful stop, how long an idle keep-alive connectio
 _EMPTY: dict[str, Any] = {}
 
 
-class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
+class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, asyncio.Protocol):
     """One client connection speaking HTTP/1.1."""
 
     kind = 0  # metrics.CONNECTIONS: http/1.1
@@ -117,9 +118,8 @@ class HTTP11Transport(HTTP11Output, Deadline, asyncio.Protocol):
             if state.http2 is not None and alpn(self.transport) == "h2":
                 self._switch(None, b"", state.http2.driver)  # TLS chose HTTP/2
                 return
-        if len(state.connections) > state.limit_concurrency:
-            # Past the per-worker connection limit: a quick, explicit 503 beats a silent queue.
-            self._send_error(503, "the server is at its connection limit")
+        if len(state.connections) > state.limit_concurrency and not self._make_room():
+            self._send_error(503, "the server is at its connection limit")  # every connection is in a request
             return
         self._set_deadline(HEADER, state.header_timeout)
 

@@ -33,6 +33,7 @@ from .listeners import describe
 from .memory import freeze_startup_objects, retain_heap
 from .metrics import Tally
 from .negotiate import alpn_protocols, protocol_factory, proxied_factory, serve_http2
+from .process_limits import raise_open_files_limit
 from .proxied import ProxiedListener
 from .proxy import ProxyTrust
 from .state import Handler, ServerState
@@ -127,6 +128,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         retain_heap(config.heap_retain)
+        raise_open_files_limit()
         loaded = self.app_arg if isinstance(self.app_arg, LoadedApp) else load_app(config, self.app_arg)
         app, interface = loaded
         warn_unused_settings(config, interface)
