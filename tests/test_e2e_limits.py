@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 import time
 
 import httpx
@@ -374,3 +375,72 @@ def test_the_worker_raises_its_open_file_limit_to_the_hard_one(serve: ServerFact
     with open(f"/proc/{server.pid}/limits") as f:
         line = next(line for line in f if line.startswith("Max open files"))
     assert line.split()[3:5] == ["4096", "4096"], line
+
+
+# -- the body deadline (--body-timeout) ------------------------------------------------------------------
+
+WSGI_READER = """
+import sys
+import threading
+
+def app(environ, start_response):
+    try:
+        body = environ["wsgi.input"].read()
+    except Exception as exc:
+        print(f"read failed: {type(exc).__name__}", file=sys.stderr, flush=True)
+        raise
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+@pytest.mark.parametrize("app", ["asgi", "wsgi"])
+def test_a_body_that_stops_arriving_gets_408_and_the_app_sees_the_client_gone(serve: ServerFactory, app: str) -> None:
+    if app == "asgi":
+        server = serve("asgi_apps:app", "--body-timeout", "0.5")
+        target = "/echo"
+    else:
+        server = serve("reader:app", "--body-timeout", "0.5", sources={"reader.py": WSGI_READER})
+        target = "/"
+    with Wire(server.connect()) as w:
+        # Past what the WSGI adapter reads ahead (64 KiB), so that the app is running and reading when it stops.
+        head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode()
+        w.send(head + b"x" * 100_000)
+        started = time.monotonic()
+        response = w.read_response()
+        assert response.status == 408, response
+        assert 0.4 < time.monotonic() - started < 3
+        assert w.closed_by_peer(5)
+    if app == "wsgi":
+        server.wait_output("read failed: ClientDisconnected")
+        assert httpx.get(server.url + "/").status_code == 200  # the worker serves on
+    else:
+        assert_still_serving(server)
+
+
+def test_a_slow_but_steady_body_is_not_cut(serve: ServerFactory) -> None:
+    server = serve("asgi_apps:app", "--body-timeout", "0.6")
+    with Wire(server.connect()) as w:
+        w.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nConnection: close\r\n\r\n")
+        for _ in range(8):  # a byte every 0.3 s: 2.4 s in all, never 0.6 s without one
+            time.sleep(0.3)
+            w.send(b"y")
+        response = w.read_response()
+    assert (response.status, response.body) == (200, b"y" * 8)
+
+
+def test_the_app_not_reading_does_not_count_against_the_client(serve: ServerFactory) -> None:
+    """The app holds the body back (reading pauses at 64 KiB): the client is not late, and is not cut."""
+    server = serve("asgi_apps:app", "--body-timeout", "0.5")
+    body = b"z" * (1 << 20)
+    with Wire(server.connect()) as w:
+        w.send(b"POST /upload-gated?id=held HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        w.sock.settimeout(10)
+        sender = threading.Thread(target=w.sock.sendall, args=(body,))
+        sender.start()
+        server.wait_record("upload-waiting-held")
+        time.sleep(1.5)  # three body timeouts with the app not reading
+        server.record("go-held").write_text("")
+        response = w.read_response()
+        sender.join(10)
+    assert (response.status, response.body) == (200, str(len(body)).encode())

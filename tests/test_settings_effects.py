@@ -454,6 +454,13 @@ def probe_admin_listener(ctx: Ctx) -> None:
     assert server.wait(10) == 0
 
 
+@proves("body_timeout")
+def probe_body_timeout(ctx: Ctx) -> None:
+    server = ctx.start("asgi_apps:app", "--body-timeout", "0.5")
+    stalled = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10  # /echo reads it
+    assert status_of(raw(server, stalled)) == 408, "body_timeout 0.5: a body that stops gets 408"
+
+
 @proves("proxy_protocol")
 def probe_proxy_protocol(ctx: Ctx) -> None:
     server = ctx.start("probe_apps:asgi", "--proxy-protocol")

@@ -174,6 +174,16 @@ class HTTPSettings:
         metavar="SECONDS",
         help="A client must send a whole request head within this time of starting it, or get 408.",
     )
+    # nginx's client_body_timeout: 60 s between two reads of a request body.
+    body_timeout: float = setting(
+        60.0,
+        section=LIMITS,
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="A client sending a request body must send some of it at least this often, or get 408 (the "
+        "connection closes; the app sees the client gone). Time the app spends not reading does not count. "
+        "0 disables.",
+    )
     # gunicorn's worker_connections is 1000; nginx's worker_connections is 512.
     limit_concurrency: int = setting(
         1000,

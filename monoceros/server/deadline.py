@@ -11,7 +11,7 @@ import asyncio
 
 from ..protocols.headers import NO_SLOTS
 
-NONE, HEADER, KEEPALIVE, LINGER = 0, 1, 2, 3  # the kinds of deadline
+NONE, HEADER, KEEPALIVE, LINGER, BODY = 0, 1, 2, 3, 4  # the kinds of deadline
 _INF = float("inf")
 
 

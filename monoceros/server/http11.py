@@ -28,17 +28,14 @@ import asyncio
 import logging
 from asyncio import Task
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from ..protocols.events import Body, EndBody, Event, ProtocolError
-from ..protocols.http2 import is_preface
 from ..protocols.http11 import DONE, IDLE, RECEIVING_HEAD, HTTP11Connection, HTTP11Request
 from ..protocols.http11_request import is_http1_line
-from ..protocols.http11_response import SWITCHING_TO_H2C
-from .deadline import HEADER, KEEPALIVE, LINGER, NONE, Deadline
-from .handover import Handover, Taker, hand_over
+from .deadline import BODY, HEADER, KEEPALIVE, LINGER, NONE, Deadline
 from .http11_output import HTTP11Output
+from .http11_switch import Switching
 from .reclaim import ReclaimableHTTP11
 from .state import ServerState
 from .stream import Stream
@@ -57,7 +54,7 @@ SHUTDOWN_IDLE = 0.5  # on a graceful stop, how long an idle keep-alive connectio
 _EMPTY: dict[str, Any] = {}
 
 
-class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, asyncio.Protocol):
+class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, Switching, asyncio.Protocol):
     """One client connection speaking HTTP/1.1."""
 
     kind = 0  # metrics.CONNECTIONS: http/1.1
@@ -140,6 +137,8 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, asyncio.Protoco
         h11 = self.h11
         if h11.request_state is IDLE and self._first_bytes(data):
             return
+        if self._deadline_kind == BODY:  # the body moves: its deadline moves with it (the timer is lazy)
+            self._deadline = self.loop.time() + self.state.body_timeout
         try:
             h11.receive_data(data)
         except ProtocolError as exc:
@@ -223,6 +222,8 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, asyncio.Protoco
             else:
                 pending.popleft()
                 assert self.exchange is not None
+                if self._deadline_kind == BODY:
+                    self._deadline_kind = NONE  # the body is whole
                 self.exchange.feed_end()
                 if self.exchange.response_done:
                     self.done(self.exchange)
@@ -261,52 +262,12 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, asyncio.Protoco
         if proxy is not None:
             exchange.client, exchange.scheme = proxy.resolve(self.client, self.scheme, request.headers)
         self.exchange = exchange
+        if not whole and request.has_body and state.body_timeout:
+            self._set_deadline(BODY, state.body_timeout)  # the body must keep arriving
         # Task() with a name, not loop.create_task(): Python 3.11 formats a "Task-N" name for every unnamed
         # task, a cost docs/performance.md counts. The loop is the same either way.
         Task(state.handler(exchange), loop=self.loop, name=TASK_NAME)
         return exchange
-
-    def _first_bytes(self, data: bytes) -> bool:
-        """The connection's first bytes: HTTP/2's preface (prior knowledge) switches it. True when handled."""
-        state = self.state
-        if state.http2 is not None and is_preface(data):
-            self._switch(None, data, state.http2.driver)  # cleartext HTTP/2 with prior knowledge
-            return True
-        if not state.http1:
-            self._send_error(505, "this server speaks HTTP/2 only (--http 2)")
-            return True
-        return False
-
-    def _upgrade(self, request: HTTP11Request) -> None:
-        """An upgrade request the protocol agreed to, the last this connection parses: a WebSocket, or h2c."""
-        state = self.state
-        if request.upgrade == b"h2c" and state.http2 is not None:
-            self.transport.write(SWITCHING_TO_H2C)
-            self._switch(request, self.h11.upgrade_tail, state.http2.driver)
-            return
-        if state.ws_handler is None:
-            self._deadline_kind = NONE
-            self._pending.clear()
-            if not state.ws_refusal_logged:
-                state.ws_refusal_logged = True  # once per worker: a client may retry in a loop
-                log.warning("Refusing WebSocket upgrade requests with 400: %s", state.ws_unavailable)
-            self._send_error(400, state.ws_unavailable)
-            return
-        from .websocket import WebSocketConnection
-
-        self._switch(request, self.h11.upgrade_tail, WebSocketConnection)
-
-    def _switch(self, request: HTTP11Request | None, tail: bytes, make: Callable[[Handover], Taker]) -> None:
-        """Hand the connection over to another protocol's driver, with what HTTP/1.1 read past the switch."""
-        self._pending.clear()
-        handover = Handover(
-            self.state, self.loop, self.transport, request, tail, self.client, self.server,
-            self.scheme, self.extensions, self.read_paused, self.write_paused, self.h11,
-        )  # fmt: skip
-        self.h11.release()
-        self.state.connections.discard(self)
-        self._stop_deadline()
-        hand_over(handover, make)
 
     def done(self, exchange: Stream) -> None:
         """The stream's response is complete (its last byte is written). Once its request is complete too (the
@@ -370,6 +331,11 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, asyncio.Protoco
     def _deadline_passed(self, kind: int) -> None:
         if kind == HEADER and self.exchange is None and self.h11.request_in_progress:
             self._send_error(408, "the request head did not arrive in time")
+        elif kind == BODY:
+            if self._read_paused:  # the app is not reading: the client is not the one late
+                self._set_deadline(BODY, self.state.body_timeout)
+            else:
+                self._fail_pipeline(ProtocolError("the request body did not arrive in time", 408))
         else:
             self.transport.close()
 

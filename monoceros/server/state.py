@@ -89,6 +89,7 @@ class ServerState:
         )
         self.keep_alive = config.keep_alive
         self.header_timeout = config.header_timeout
+        self.body_timeout = config.body_timeout
         self.limit_concurrency = config.limit_concurrency
         self.sendfile = config.sendfile
         self.connections: set[Connection] = set()
