@@ -44,7 +44,7 @@ from server_process import (
 )
 from supervisor_support import children, kill_leftovers, supervise, wait_for
 from tls_certs import TLSFiles
-from ws_support import BINARY, CLOSE, PING, client, encode_frame, handshake, parse_close, read_frame, wait_closed
+from ws_support import BINARY, CLOSE, PING, TEXT, client, encode_frame, handshake, parse_close, read_frame, wait_closed
 
 from monoceros.config.registry import registry
 from monoceros.protocols.http2 import PREFACE
@@ -496,6 +496,19 @@ def probe_websocket(ctx: Ctx) -> None:
         assert read_frame(wire).opcode == CLOSE
         started = time.monotonic()
         assert wire.closed_by_peer(5) and time.monotonic() - started < 3, "ws_close_timeout 0.3"
+
+
+@proves("ws_message_timeout")
+def probe_websocket_message_timeout(ctx: Ctx) -> None:
+    server = ctx.start("ws_apps:app", "--ws-message-timeout", "0.5", "--ws-ping-interval", "0")
+    with Wire(server.connect()) as wire:
+        handshake(wire, "/echo?id=fragments")
+        wire.send(encode_frame(TEXT, b"the start of a message", fin=False))  # and never its end
+        wire.sock.settimeout(5)
+        started = time.monotonic()
+        frame = read_frame(wire)
+        assert frame.opcode == CLOSE and parse_close(frame.payload)[0] == 1008, "ws_message_timeout 0.5"
+        assert 0.4 < time.monotonic() - started < 3
 
 
 @proves("ws_max_queue")

@@ -19,6 +19,7 @@ _ACCESS = ("access_logfile", "access_logformat", "access_log_json")
 _HANDLERS = ("access_logfile", "error_logfile")
 _WS = (
     "ws_max_size", "ws_max_queue", "ws_ping_interval", "ws_ping_timeout", "ws_close_timeout", "ws_per_message_deflate",
+    "ws_message_timeout",
 )  # fmt: skip
 _H2 = (
     "http2_engine", "h2c_upgrade", "http2_max_concurrent_streams", "http2_initial_window_size",

@@ -103,6 +103,14 @@ class HTTPSettings:
         metavar="SECONDS",
         help="A ping unanswered for this long closes the connection with 1011.",
     )
+    ws_message_timeout: float = setting(
+        60.0,
+        section=WS,
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="A message sent in fragments must end within this time of its first fragment, or the connection "
+        "is closed with 1008 (its fragments are held until it ends). 0 disables.",
+    )
     # The websockets library's default.
     ws_close_timeout: float = setting(
         10.0,

@@ -277,6 +277,11 @@ class WebSocketProtocol:
     # -- frames out --------------------------------------------------------------------------------------
 
     @property
+    def message_in_progress(self) -> bool:
+        """A fragmented message has begun and not ended (its fragments are held)."""
+        return bool(self._parts)
+
+    @property
     def pending_writes(self) -> int:
         """Frames produced and not yet taken by :meth:`data_to_send`."""
         return len(self.ws.writes)

@@ -37,6 +37,7 @@ from ..errors import ClientDisconnected
 from ..protocols.websocket import ABNORMAL, SERVICE_RESTART, Closed, WebSocketProtocol
 from .flow import FlowControl
 from .metrics import LAYOUT
+from .websocket_timers import WebSocketTimers
 
 WS_IN, WS_OUT = LAYOUT.ws_in, LAYOUT.ws_out
 
@@ -53,7 +54,7 @@ COALESCE_FRAMES = 64  # most outgoing frames held back to leave in one write (se
 EARLY_LIMIT = 65536  # bytes a client may send before the handshake completes before reading pauses
 
 
-class WebSocketConnection(FlowControl, asyncio.Protocol):
+class WebSocketConnection(FlowControl, WebSocketTimers, asyncio.Protocol):
     """One WebSocket on an HTTP/1.1 connection; the channel its app handler talks to."""
 
     kind = 2  # metrics.CONNECTIONS: websocket
@@ -91,6 +92,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         self._close_timeout = config.ws_close_timeout
         self._ping_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._message_timeout = config.ws_message_timeout
+        self._message_timer: asyncio.TimerHandle | None = None
         self._flush_soon = False
         self._task: asyncio.Task[None] | None = None
         self._accepted = False
@@ -203,6 +206,8 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         ws = self.ws
         if ws.receive_data(data):
             self._on_pong()
+        if ws.message_in_progress or self._message_timer is not None:
+            self._watch_fragments()
         if self._messages:
             if len(self._messages) >= self._max_queue:
                 self._pause_reading()  # the app is not keeping up: let TCP push back on the client
@@ -247,10 +252,10 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.state.connections.discard(self)
-        for timer in (self._ping_timer, self._close_timer):
+        for timer in (self._ping_timer, self._close_timer, self._message_timer):
             if timer is not None:
                 timer.cancel()
-        self._ping_timer = self._close_timer = None
+        self._ping_timer = self._close_timer = self._message_timer = None
         if self._closed is None:
             self._set_closed(self.ws.closed or ABNORMAL)
         self._wake_drain()
@@ -334,27 +339,6 @@ class WebSocketConnection(FlowControl, asyncio.Protocol):
         self.ws.fail(code, reason)
         self._set_closed(Closed(code, reason))
         self._flush()
-
-    # -- keepalive ---------------------------------------------------------------------------------------
-
-    def _ping(self) -> None:
-        self._ping_timer = None
-        if self.lost or not self.ws.open:
-            return
-        self.ws.send_ping()
-        self._flush()
-        self._ping_timer = self.loop.call_later(self._ping_timeout, self._on_ping_timeout)
-
-    def _on_pong(self) -> None:
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
-        self._ping_timer = self.loop.call_later(self._ping_interval, self._ping)
-
-    def _on_ping_timeout(self) -> None:
-        self._ping_timer = None
-        if self.lost or not self.ws.open:
-            return
-        self._fail(1011, "keepalive ping timeout")
 
     # -- the worker's view -------------------------------------------------------------------------------
 
