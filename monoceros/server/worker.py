@@ -143,7 +143,7 @@ class Worker:
             request_log = tally = Tally(access)
         state = self.state = ServerState(config, loop, handler, request_log, proxy)
         if config.proxy_protocol:
-            state.proxy_trust = ProxyTrust(config.forwarded_allow_ips)
+            state.proxy_trust = proxy or ProxyTrust(config.forwarded_allow_ips)  # one trust table for both
         if tally is not None:
             state.tally, tally.connections = tally, state.connections
         state.request_limit = self.link.request_limit
