@@ -419,7 +419,8 @@ def test_a_body_that_stops_arriving_gets_408_and_the_app_sees_the_client_gone(se
 
 
 def test_a_slow_but_steady_body_is_not_cut(serve: ServerFactory) -> None:
-    server = serve("asgi_apps:app", "--body-timeout", "0.6")
+    # Without a minimum rate, only the gap counts (3 bytes/s is far under the default --body-min-rate).
+    server = serve("asgi_apps:app", "--body-timeout", "0.6", "--body-min-rate", "0")
     with Wire(server.connect()) as w:
         w.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nConnection: close\r\n\r\n")
         for _ in range(8):  # a byte every 0.3 s: 2.4 s in all, never 0.6 s without one

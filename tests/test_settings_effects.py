@@ -12,6 +12,7 @@ Probes that share a server prove several settings at once; each assertion names 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -459,6 +460,42 @@ def probe_body_timeout(ctx: Ctx) -> None:
     server = ctx.start("asgi_apps:app", "--body-timeout", "0.5")
     stalled = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10  # /echo reads it
     assert status_of(raw(server, stalled)) == 408, "body_timeout 0.5: a body that stops gets 408"
+
+
+@proves("body_min_rate")
+def probe_body_min_rate(ctx: Ctx) -> None:
+    server = ctx.start("asgi_apps:app", "--body-timeout", "0.5", "--body-min-rate", "1000")
+    with server.connect() as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        sock.settimeout(0.05)
+        reply = b""
+        for _ in range(100):  # 10 bytes every 50 ms: 200 bytes/s, under the minimum
+            with contextlib.suppress(OSError):
+                sock.sendall(b"x" * 10)
+            with contextlib.suppress(TimeoutError):
+                reply += sock.recv(65536)
+            if b"\r\n\r\n" in reply:
+                break
+    assert status_of(reply) == 408 and b"--body-min-rate" in reply, "body_min_rate 1000: a trickle gets 408"
+
+
+@proves("send_timeout")
+def probe_send_timeout(ctx: Ctx) -> None:
+    server = ctx.start("deadline_apps:app", "--send-timeout", "0.5")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(server.address)
+        sock.sendall(request("GET", "/endless?tag=probe"))  # and never read
+        seen = server.wait_record("endless-probe", timeout=10)
+    assert seen.startswith("ClientDisconnected"), "send_timeout 0.5: a client that stops reading is cut"
+
+
+@proves("request_timeout")
+def probe_request_timeout(ctx: Ctx) -> None:
+    server = ctx.start("deadline_apps:app", "--request-timeout", "0.5")
+    reply = httpx.get(server.url + "/sleep?tag=probe&s=30", timeout=10)
+    assert reply.status_code == 503, "request_timeout 0.5: an app that takes too long gets the client a 503"
+    assert server.wait_record("sleep-probe") == "cancelled"
 
 
 @proves("proxy_protocol")

@@ -96,10 +96,12 @@ class ASGIHTTPHandler:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
         else:
+            # (A client that left, or broke off its body, is owed no response.)
             if not exchange.response_started:
-                exchange.log_error("ASGI callable returned without starting a response")
-                await fail(exchange)
-            elif not cycle.finished:
+                if not exchange.disconnected:
+                    exchange.log_error("ASGI callable returned without starting a response")
+                    await fail(exchange)
+            elif not cycle.finished and not exchange.disconnected:
                 exchange.log_error("ASGI callable returned without completing the response")
                 exchange.abort()
 

@@ -40,6 +40,11 @@ class Exchange(Protocol):
         """True once :meth:`start_response` has been called."""
         ...
 
+    @property
+    def response_done(self) -> bool:
+        """True once the response is complete, or was given up (reset, or answered by the server itself)."""
+        ...
+
     async def receive(self) -> tuple[bytes, bool]:
         """The next piece of request body and whether more follows; ``(b"", False)`` at the end.
 
@@ -105,8 +110,9 @@ ERROR_HEADERS = [
 
 
 async def fail(exchange: Exchange) -> None:
-    """The app failed. Answer 500 if nothing was sent yet; otherwise the response is broken: cut the connection."""
-    if exchange.disconnected:
+    """The app failed. Answer 500 if nothing was sent yet; otherwise the response is broken: cut the connection.
+    A response already complete (or given up by the server, at --request-timeout) is left as it is."""
+    if exchange.disconnected or exchange.response_done:
         return
     if exchange.response_started:
         exchange.abort()

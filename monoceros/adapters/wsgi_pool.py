@@ -41,11 +41,18 @@ class PoolCall(Call):
         self.pending: concurrent.futures.Future[Any] | None = None
 
     async def execute(self) -> bytes | None:
-        body = await self.pool.run(self.run)
+        body = await self.pool.run(self._run)
         self.flush()  # what the thread queued last, before the final piece
         return body  # type: ignore[no-any-return]
 
     # -- the thread's side -------------------------------------------------------------------------------
+
+    def _run(self) -> Any:
+        try:
+            return self.run()
+        finally:
+            if self.cancelled:  # given up (--request-timeout, or the worker stopping) while the app ran
+                self.exchange.log_error("The WSGI app given up earlier has returned: what it returned is discarded")
 
     def receive(self) -> tuple[bytes, bool]:
         """The next piece of request body, for ``wsgi.input``."""
@@ -114,6 +121,8 @@ class PoolCall(Call):
                 return
         exchange = self.exchange
         try:
+            if exchange.response_done:
+                raise ClientDisconnected("the response was given up")  # --request-timeout answered for the app
             if not exchange.response_started:
                 exchange.start_response(self.code, self.headers)
             # The outbox is the batch: holding it for more would only delay it a loop iteration.

@@ -192,6 +192,40 @@ class HTTPSettings:
         "connection closes; the app sees the client gone). Time the app spends not reading does not count. "
         "0 disables.",
     )
+    # Kestrel's MinRequestBodyDataRate is 240 bytes/s (after a 5 s grace); nginx has no rate, only the gap above.
+    # Here each --body-timeout window must carry this rate on average: a body that trickles in a byte at a
+    # time (slow POST, R.U.D.Y.) cannot hold a connection by never quite stopping.
+    body_min_rate: int = setting(
+        240,
+        section=LIMITS,
+        validator=_non_negative,
+        metavar="BYTES",
+        help="Slowest request body, in bytes per second averaged over each --body-timeout window; slower gets "
+        "408, as a body that stops does. Time the app spends not reading does not count. 0 disables.",
+    )
+    # nginx's send_timeout: 60 s between two successful writes to a client.
+    send_timeout: float = setting(
+        60.0,
+        section=LIMITS,
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="A client that takes none of a response for this long (a zero TCP window, or an HTTP/2 stream "
+        "window that never opens) is cut: the connection closes (HTTP/2: the stream is reset) and the memory "
+        "held for it is freed; the app's send raises from then on. 0 disables.",
+    )
+    # uvicorn, hypercorn and granian have no such bound, and gunicorn's --timeout restarts a silent worker
+    # rather than ending a request; nginx's proxy_read_timeout (60 s) is a gap between reads, not a total. A
+    # total on by default would cut streaming responses (server-sent events, long downloads): off by default.
+    request_timeout: float = setting(
+        0.0,
+        section=LIMITS,
+        validator=_non_negative,
+        metavar="SECONDS",
+        help="Longest an app may take to complete one HTTP response, from the request's arrival. Past it, an "
+        "ASGI app's task is cancelled and a WSGI app's response given up (a thread cannot be stopped: what it "
+        "returns later is discarded); the client gets 503, or the connection is cut if the response had "
+        "started. Logged once per request. 0 disables.",
+    )
     # gunicorn's worker_connections is 1000; nginx's worker_connections is 512.
     limit_concurrency: int = setting(
         1000,

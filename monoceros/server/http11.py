@@ -33,6 +33,7 @@ from typing import Any
 from ..protocols.events import Body, EndBody, Event, ProtocolError
 from ..protocols.http11 import DONE, IDLE, RECEIVING_HEAD, HTTP11Connection, HTTP11Request
 from ..protocols.http11_request import is_http1_line
+from .body_pace import BodyPace
 from .deadline import BODY, HEADER, KEEPALIVE, LINGER, NONE, Deadline
 from .http11_output import HTTP11Output
 from .http11_switch import Switching
@@ -63,6 +64,7 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, Switching, asyn
         "_deadline",
         "_deadline_kind",
         "_error",
+        "_pace",
         "_pending",
         "_timer",
         "_timer_when",
@@ -84,6 +86,7 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, Switching, asyn
         # common load (Connection: close), and two more calls per connection show (bench/icount.py asgi-close).
         self.write_paused = self._read_paused = self._flush_scheduled = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._send_timer: asyncio.TimerHandle | None = None
         self._head = b""
         self._held: list[bytes] | None = None
         self._held_size = 0
@@ -137,8 +140,8 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, Switching, asyn
         h11 = self.h11
         if h11.request_state is IDLE and self._first_bytes(data):
             return
-        if self._deadline_kind == BODY:  # the body moves: its deadline moves with it (the timer is lazy)
-            self._deadline = self.loop.time() + self.state.body_timeout
+        if self._deadline_kind == BODY:  # the body moves (the timer is lazy: it checks the pace when it fires)
+            self._pace.moved(len(data), self.loop.time())
         try:
             h11.receive_data(data)
         except ProtocolError as exc:
@@ -263,7 +266,9 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, Switching, asyn
             exchange.client, exchange.scheme = proxy.resolve(self.client, self.scheme, request.headers)
         self.exchange = exchange
         if not whole and request.has_body and state.body_timeout:
-            self._set_deadline(BODY, state.body_timeout)  # the body must keep arriving
+            # The body must keep arriving, and at --body-min-rate.
+            self._pace = BodyPace(self.loop.time(), state.body_timeout, state.body_min_rate)
+            self._set_deadline(BODY, state.body_timeout)
         # Task() with a name, not loop.create_task(): Python 3.11 formats a "Task-N" name for every unnamed
         # task, a cost docs/performance.md counts. The loop is the same either way.
         Task(state.handler(exchange), loop=self.loop, name=TASK_NAME)
@@ -327,15 +332,23 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, Switching, asyn
             self._pause_reading()
         elif self._read_paused and size == 0:
             self._resume_reading()
+            if self._deadline_kind == BODY:
+                self._pace.restart(self.loop.time())  # the time the app spent not reading is not the client's
 
     def _deadline_passed(self, kind: int) -> None:
         if kind == HEADER and self.exchange is None and self.h11.request_in_progress:
             self._send_error(408, "the request head did not arrive in time")
         elif kind == BODY:
+            now = self.loop.time()
+            pace = self._pace
             if self._read_paused:  # the app is not reading: the client is not the one late
-                self._set_deadline(BODY, self.state.body_timeout)
+                pace.restart(now)
             else:
-                self._fail_pipeline(ProtocolError("the request body did not arrive in time", 408))
+                why = pace.verdict(now)
+                if why is not None:
+                    self._fail_pipeline(ProtocolError(why, 408))
+                    return
+            self._set_deadline(BODY, pace.next_check - now)
         else:
             self.transport.close()
 

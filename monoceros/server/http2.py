@@ -10,7 +10,8 @@ and the app's task per request, and feed the streams their bodies. The streams w
 
 Limits: past ``max_concurrent_streams`` app tasks still running (a reset stream keeps its slot until its task
 has ended), a new stream is refused (REFUSED_STREAM, never a connection error); a header list over the limits
-is answered 431, a body over ``limit_request_body`` 413. After ``http2_max_requests`` streams the connection
+is answered 431. Request bodies (413 past ``limit_request_body``, 408 when they stop or trickle) are
+server/http2_intake.py's. After ``http2_max_requests`` streams the connection
 says GOAWAY and ends once they are answered, as nginx's ``keepalive_requests`` does.
 
 Deadlines: the preface and the first request have ``header_timeout``; a connection with no stream open closes
@@ -28,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocols.events import Body, EndBody, Rejected, Request, StreamReset
 from ..protocols.http2 import ENHANCE_YOUR_CALM, NO_ERROR, REFUSED_STREAM, HTTP2Error, response_fields
+from .body_pace import BodyPace
 from .flow import FlowControl
+from .http2_intake import BodyIntake
 from .http2_output import HTTP2Output
 from .stream import Stream
 from .websocket_h2 import H2WebSocket
@@ -41,7 +44,7 @@ log = logging.getLogger("monoceros.error")
 TASK_NAME = "monoceros-request-h2"
 
 
-class HTTP2Transport(FlowControl, asyncio.Protocol):
+class HTTP2Transport(FlowControl, BodyIntake, asyncio.Protocol):
     """One client connection speaking HTTP/2."""
 
     kind = 1  # metrics.CONNECTIONS: h2
@@ -73,6 +76,8 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         self._ended = False  # the transport is being closed
         self._flush_scheduled = False
         self._body_sizes: dict[int, int] = {}
+        self._paces: dict[int, BodyPace] = {}
+        self._pace_timer: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     # -- life ----------------------------------------------------------------------------------------------
@@ -136,6 +141,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
             elif kind is EndBody:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
+                    self._body_ended(event.stream_id)
                     stream.feed_end()
                 elif event.stream_id in self.tunnels:
                     self.tunnels[event.stream_id].end_of_stream()
@@ -144,6 +150,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
             elif kind is StreamReset:
                 stream = streams.pop(event.stream_id, None)
                 if stream is not None:
+                    self._body_ended(event.stream_id)
                     stream.fail()
                     self.output.forget(event.stream_id)
                 elif event.stream_id in self.tunnels:
@@ -176,6 +183,8 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
                 self._answer(sid, 413, "request body too large", True)
                 return
         self.streams[sid] = stream
+        if request.has_body:
+            self._watch_body(sid)
         state.requests_served += 1
         if state.requests_served == state.request_limit:
             state.limit_reached()
@@ -206,24 +215,6 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
             self.output.forget(sid)
             self._idle()
 
-    def _feed(self, stream: Stream, data: bytes) -> None:
-        limit = self.state.limits.body
-        if limit:
-            sid = stream.request.stream_id
-            size = self._body_sizes.get(sid, 0) + len(data)
-            self._body_sizes[sid] = size
-            if size > limit:
-                self.engine.consume(sid, len(data))
-                if not stream.response_started:
-                    self.streams.pop(sid, None)
-                    stream.fail()
-                    self.output.forget(sid)
-                    self._answer(sid, 413, "request body too large", True)
-                else:
-                    self.output.reset(stream)
-                return
-        stream.feed(data)
-
     def _answer(self, sid: int, status: int, detail: str, stop: bool) -> None:
         """An answer from the server itself, without an app (431, 413). ``stop``: the request body is still
         coming; RFC 9113 §8.1 lets the server ask the client to stop with RST_STREAM(NO_ERROR)."""
@@ -248,7 +239,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         sid = stream.request.stream_id
         if self.streams.get(sid) is stream:
             del self.streams[sid]
-        self._body_sizes.pop(sid, None)
+        self._body_ended(sid)
 
     def _idle(self) -> None:
         """No stream is open: finish a closing connection, or wait ``keep_alive`` for the next request."""
@@ -330,6 +321,7 @@ class HTTP2Transport(FlowControl, asyncio.Protocol):
         self.lost = True
         self.state.connections.discard(self)
         self._cancel_timer()
+        self._stop_paces()
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             stream.on_disconnect()

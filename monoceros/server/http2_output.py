@@ -10,16 +10,19 @@ is written once per loop turn, so the frames of many streams leave in one write.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ClientDisconnected
 from ..protocols.headers import check_header
-from ..protocols.http2 import INTERNAL_ERROR, HTTP2Engine, response_fields
+from ..protocols.http2 import CANCEL, INTERNAL_ERROR, HTTP2Engine, response_fields
 
 if TYPE_CHECKING:
     from .state import ServerState
     from .stream import Stream
+
+log = logging.getLogger("monoceros.error")
 
 STREAM_HIGH_WATER = 65536  # body bytes a stream may queue past its window before its sender waits
 
@@ -117,17 +120,47 @@ class HTTP2Output:
         self.conn.flush()
 
     async def wait_writable(self, stream: Stream) -> None:
+        """Park the sender until its stream has room. A stream whose window takes none of its bytes for
+        ``--send-timeout`` is reset (a shut TCP window is the connection's deadline: server/flow.py)."""
         sid = stream.request.stream_id
         conn = self.conn
-        while not stream.gone and (self.engine.pending(sid) >= STREAM_HIGH_WATER or conn.write_paused):
+        engine = self.engine
+        loop = conn.loop
+        timeout = conn.state.send_timeout
+        mark = engine.pending(sid)
+        since = loop.time()
+        while not stream.gone and (engine.pending(sid) >= STREAM_HIGH_WATER or conn.write_paused):
             if conn.lost:
                 break
             waiter = self._waiters.get(sid)
             if waiter is None or waiter.done():
-                waiter = self._waiters[sid] = conn.loop.create_future()
+                waiter = self._waiters[sid] = loop.create_future()
+            timer = loop.call_at(since + timeout, _wake, waiter) if timeout else None
             await waiter
+            if timer is not None:
+                timer.cancel()
+                pending = engine.pending(sid)
+                if pending < mark or conn.write_paused:
+                    mark, since = pending, loop.time()  # it moved, or the socket is the one behind
+                elif loop.time() >= since + timeout and not stream.gone and not conn.lost:
+                    self._send_timed_out(stream, pending)
         if stream.gone or conn.lost:
             raise ClientDisconnected("client disconnected")
+
+    def _send_timed_out(self, stream: Stream, pending: int) -> None:
+        """The client never opened this stream's window: reset it (CANCEL), which drops what it queued."""
+        log.info(
+            "Reset stream %d of %s: its window took none of the response for %g s (--send-timeout), "
+            "%d bytes unsent", stream.request.stream_id, stream.client[0] if stream.client else "a client",
+            self.conn.state.send_timeout, pending,
+        )  # fmt: skip
+        tally = self.conn.state.tally
+        if tally is not None:
+            tally.refused("send_timeout")
+        stream.fail()
+        self._heads.pop(stream.request.stream_id, None)
+        self.engine.reset_stream(stream.request.stream_id, CANCEL)
+        self.conn.flush()
 
     def when_writable(self, sid: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the stream has room again (a WebSocket on the stream waits so)."""
@@ -196,6 +229,10 @@ class HTTP2Output:
             self.engine.consume(sid, taken)
             self.conn.flush_soon()
 
+    def holding(self) -> bool:
+        """True while some stream holds body bytes its app has not read (they keep the windows shut)."""
+        return any(self._unread.values())
+
     def done(self, stream: Stream) -> None:
         sid = stream.request.stream_id
         if not stream.body_done and not stream.gone:
@@ -214,3 +251,8 @@ class HTTP2Output:
         if unread:
             self.engine.consume(sid, unread)
         self.wake_stream(sid)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -32,8 +32,12 @@ CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 # at 10 s, and a slow upload or report is longer than that).
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # The server's own refusals, by kind: statuses, and the PROXY protocol's closes (an untrusted peer; a header
-# malformed, truncated or late).
-LIMITS = ("400", "408", "413", "414", "431", "503", "505", "proxy_untrusted", "proxy_header", "reclaimed")
+# malformed, truncated or late), connections reclaimed at the limit, clients cut for not reading, requests
+# whose app ran past --request-timeout.
+LIMITS = (
+    "400", "408", "413", "414", "431", "503", "505", "proxy_untrusted", "proxy_header", "reclaimed",
+    "send_timeout", "request_timeout",
+)  # fmt: skip
 CONNECTIONS = ("http/1.1", "h2", "websocket")  # open connections by what they speak now
 
 

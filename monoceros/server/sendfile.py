@@ -30,7 +30,7 @@ class _Connection(Protocol):
 
     async def wait_flushed(self) -> None: ...
 
-    def add_waiter(self, waiter: asyncio.Future[None]) -> None: ...
+    async def wait_writable_fd(self, fd: int) -> None: ...
 
 
 async def send_file(conn: _Connection, file_fd: int, offset: int, count: int) -> int:
@@ -48,7 +48,7 @@ async def send_file(conn: _Connection, file_fd: int, offset: int, count: int) ->
             try:
                 done = os.sendfile(fd, file_fd, offset + sent, min(count - sent, MAX_CALL))
             except BlockingIOError:
-                await _writable(conn, fd)
+                await conn.wait_writable_fd(fd)  # bounded by --send-timeout
                 continue
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise ClientDisconnected("client disconnected") from exc
@@ -58,22 +58,3 @@ async def send_file(conn: _Connection, file_fd: int, offset: int, count: int) ->
     finally:
         os.close(fd)
     return sent
-
-
-async def _writable(conn: _Connection, fd: int) -> None:
-    """Wait until ``fd`` takes more bytes, or the client is gone (connection_lost wakes the waiter too)."""
-    loop = conn.loop
-    waiter: asyncio.Future[None] = loop.create_future()
-
-    def ready() -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    loop.add_writer(fd, ready)
-    conn.add_waiter(waiter)
-    try:
-        await waiter
-    finally:
-        loop.remove_writer(fd)
-    if conn.lost:
-        raise ClientDisconnected("client disconnected")

@@ -90,6 +90,8 @@ class ServerState:
         self.keep_alive = config.keep_alive
         self.header_timeout = config.header_timeout
         self.body_timeout = config.body_timeout
+        self.body_min_rate = config.body_min_rate
+        self.send_timeout = config.send_timeout
         self.limit_concurrency = config.limit_concurrency
         self.sendfile = config.sendfile
         self.connections: set[Connection] = set()

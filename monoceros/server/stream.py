@@ -233,6 +233,14 @@ class Stream:
             self.response_headers = headers
             self.response_started = True
 
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A whole response from the server itself, at once (the app's time ran out: server/request_deadline.py).
+        The connection ends after it, where that is the connection's to decide."""
+        self.start_response(status, headers, True)
+        self.response_bytes += len(body)
+        self.output.send_data(self, body, False, False)
+        self._finish()
+
     async def send(self, data: bytes, more: bool) -> None:
         if self.gone:
             raise ClientDisconnected("client disconnected")

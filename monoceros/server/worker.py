@@ -36,6 +36,7 @@ from .negotiate import alpn_protocols, protocol_factory, proxied_factory, serve_
 from .process_limits import raise_open_files_limit
 from .proxied import ProxiedListener
 from .proxy import ProxyTrust
+from .request_deadline import RequestDeadline
 from .state import Handler, ServerState
 from .tls import create_ssl_context
 from .tls_reload import CertificateReloader
@@ -146,6 +147,8 @@ class Worker:
             state.proxy_trust = proxy or ProxyTrust(config.forwarded_allow_ips)  # one trust table for both
         if tally is not None:
             state.tally, tally.connections = tally, state.connections
+        if config.request_timeout:
+            state.handler = RequestDeadline(handler, state, interface == "wsgi")
         state.request_limit = self.link.request_limit
         state.limit_reached = self._retire
         self._serve_websocket(state, interface)
