@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from h2_support import H2Client
+from h2_support import ENGINES, H2Client
 from server_process import ServerFactory, ServerProcess, Wire, request
 from ws_support import new_key, upgrade_request
 
@@ -288,3 +288,17 @@ def test_a_websocket_client_that_stops_reading_is_cut(serve: ServerFactory) -> N
                 pass
     sent = int(httpx.get(server.url + "/progress", params={"id": "stall"}).text)
     assert sent < 4096, "the app's sends stopped when the client was cut"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_http2_deadlines_on_every_engine(serve: ServerFactory, engine: str) -> None:
+    """The stream deadlines live above the engine; each engine tier must reset and answer alike."""
+    server = serve(
+        "deadline_apps:app", "--http2-engine", engine, "--send-timeout", "0.5", "--body-timeout", "0.5"
+    )  # fmt: skip
+    with H2Client.connect(server.host, server.port, window=0) as h2:
+        assert h2.wait(h2.request("GET", "/endless?tag=window"), timeout=10).reset == CANCEL
+    with H2Client.connect(server.host, server.port) as h2:
+        stopped = h2.wait(h2.request("POST", "/echo?tag=stop", body=b"x" * 10, end=False), timeout=10)
+        assert stopped.status == 408, stopped
+        assert h2.get("/echo").body == b"0"
