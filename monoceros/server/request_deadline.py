@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import Task
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..adapters.exchange import Exchange
@@ -28,31 +28,53 @@ HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", 
 
 
 class RequestDeadline:
-    """The worker's HTTP handler, with a deadline on each response."""
+    """The worker's HTTP handler, with a deadline on each response.
+
+    No timer per request (one would cost more than the rest of a hello-world request's deadline work): each
+    request notes when it began, and one sweep, every quarter of the timeout (at most a second), runs while
+    any request is in flight. A response is given up between the timeout and one sweep later."""
 
     def __init__(self, inner: Handler, state: ServerState, wsgi: bool) -> None:
         self.inner = inner
         self.state = state
         self.loop = state.loop
         self.timeout = state.config.request_timeout
+        self.every = min(1.0, self.timeout / 4)
         self.wsgi = wsgi
+        self._running: dict[Task[None], tuple[float, Stream]] = {}
         self._expired: set[Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def __call__(self, exchange: Exchange) -> None:
-        task: Task[None] = asyncio.current_task(self.loop)  # type: ignore[assignment]
-        timer = self.loop.call_later(self.timeout, self._expire, task, cast("Stream", exchange))
+        loop = self.loop
+        task: Task[None] = asyncio.current_task(loop)  # type: ignore[assignment]
+        running = self._running
+        running[task] = (loop.time(), exchange)  # type: ignore[assignment]  # the server's exchanges are Streams
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self.every, self._sweep)
         try:
             await self.inner(exchange)
         except asyncio.CancelledError:
             if task not in self._expired:
                 raise  # a shutdown's, not ours
         finally:
-            timer.cancel()
-            if task in self._expired:
+            del running[task]
+            if self._expired and task in self._expired:
                 self._expired.discard(task)
                 uncancel = getattr(task, "uncancel", None)  # Python 3.11+; on 3.10 ending normally is enough
                 if uncancel is not None:
                     uncancel()  # ours, and answered: the task ends normally
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        running = self._running
+        if not running:
+            return  # idle: the next request starts the sweep again
+        oldest = self.loop.time() - self.timeout
+        for task, (began, stream) in list(running.items()):
+            if began <= oldest and task not in self._expired:
+                self._expire(task, stream)
+        self._sweeper = self.loop.call_later(self.every, self._sweep)
 
     def _expire(self, task: Task[None], stream: Stream) -> None:
         if task.done() or stream.response_done:
