@@ -187,7 +187,7 @@ def test_a_client_that_stops_reading_is_cut_and_send_raises_at_once(sender: Serv
         # ASGI 2.4: once the client is gone, send raises (an OSError) at once rather than waiting.
         again = sender.wait_record("endless-again-stall")
         assert float(again.split()[-1]) < 0.05, again
-        assert "took none of the response for 1 s (--send-timeout)" in sender.output()
+        sender.wait_output("took none of the response for 1 s (--send-timeout)")
         sock.settimeout(5)
         with pytest.raises(ConnectionResetError):  # aborted: what the server held is dropped, not sent
             while sock.recv(1 << 20):
@@ -217,7 +217,7 @@ def test_http2_a_stream_window_that_never_opens_is_reset(sender: ServerProcess) 
         assert answer.reset == CANCEL, answer
         assert 1.0 <= time.monotonic() - started < 4.0
         assert sender.wait_record("endless-h2window").startswith("ClientDisconnected after ")
-    assert "its window took none of the response for 1 s (--send-timeout)" in sender.output()
+    sender.wait_output("its window took none of the response for 1 s (--send-timeout)")
 
 
 # -- an app that takes too long --------------------------------------------------------------------------------
@@ -230,6 +230,7 @@ def test_an_asgi_app_past_the_request_timeout_is_cancelled_and_the_client_gets_5
     assert reply.headers["connection"] == "close"
     assert 1.0 <= time.monotonic() - started < 3.0
     assert timed.wait_record("sleep-slow") == "cancelled"
+    timed.wait_output("(request: GET /sleep?tag=slow&s=30 HTTP/1.1 from")
     lines = [line for line in timed.output().splitlines() if "tag=slow" in line and "--request-timeout" in line]
     assert len(lines) == 1 and "answered 503 and cancelled the app" in lines[0], lines
 
