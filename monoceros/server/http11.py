@@ -337,7 +337,9 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, Switching, asyn
 
     def _deadline_passed(self, kind: int) -> None:
         if kind == HEADER and self.exchange is None and self.h11.request_in_progress:
-            self._send_error(408, "the request head did not arrive in time")
+            # No lingering close: a client this late is not sending, and a crowd of them (a slowloris)
+            # times out together, when a shutdown(2) and a timer more each would hold the loop.
+            self._send_error(408, "the request head did not arrive in time", linger=False)
         elif kind == BODY:
             now = self.loop.time()
             pace = self._pace
@@ -359,7 +361,7 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, Switching, asyn
             self._closing = True
             self.transport.close()
 
-    def _send_error(self, status: int, detail: str) -> None:
+    def _send_error(self, status: int, detail: str, linger: bool = True) -> None:
         """Answer with a final error and close, draining what the client still sends (a lingering close),
         so that the client reads our answer instead of a connection reset."""
         data = self.h11.error_response(status, detail, self.state.default_headers)
@@ -369,7 +371,7 @@ class HTTP11Transport(HTTP11Output, Deadline, ReclaimableHTTP11, Switching, asyn
         transport.write(data)
         if self.state.request_log is not None:
             self.state.request_log.log_refusal(self.client, status, len(data) - data.index(b"\r\n\r\n") - 4)
-        if self.peer_eof:
+        if self.peer_eof or not linger:
             transport.close()
         elif transport.can_write_eof():
             transport.write_eof()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -62,6 +62,12 @@ class HTTP2Service(NamedTuple):
     driver: Callable[[Any], Any]
 
 
+class Reclaims(Protocol):
+    """server/reclaim.py's Reclaimer, as the state holds it."""
+
+    def reclaim(self, connections: Iterable[object], newcomer: object) -> bool: ...
+
+
 class ServerState:
     """Per-worker shared state. One instance, created by the worker before it listens."""
 
@@ -95,6 +101,7 @@ class ServerState:
         self.limit_concurrency = config.limit_concurrency
         self.sendfile = config.sendfile
         self.connections: set[Connection] = set()
+        self.reclaimer: Reclaims | None = None  # made at the connection limit's first use (server/reclaim.py)
         # WebSocket: the handler (None when not served), why not, and the close code a graceful stop sends
         # (1001 going away; the worker switches to 1012 service restart when a reload retires it).
         self.ws_handler: WebSocketHandler | None = None
