@@ -35,7 +35,8 @@ class ASGIWebSocketHandler(ASGIHTTPHandler):
             channel.abort()
             raise
         except BaseException as exc:  # the app's failure must not take the worker down
-            if not (isinstance(exc, ClientDisconnected) and session.closed):
+            # The client left: the app heard it, or its send raised because the connection is gone.
+            if not (isinstance(exc, ClientDisconnected) and (session.closed or channel.lost)):
                 channel.log_error("Exception in ASGI application", exc)
             await _after_error(channel)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):

@@ -67,12 +67,11 @@ class ThreadPool:
             if item is None:
                 return
             fn, future = item
+            outcome: tuple[Any, BaseException | None]
             try:
-                result = fn()
+                outcome = (fn(), None)  # no name of its own: an idle thread must not hold its last result
             except BaseException as exc:  # handed to the awaiting coroutine, as run_in_executor does
-                outcome: tuple[Any, BaseException | None] = (None, exc)
-            else:
-                outcome = (result, None)
+                outcome = (None, exc)
             try:
                 self._loop.call_soon_threadsafe(settle, future, outcome)
             except RuntimeError:

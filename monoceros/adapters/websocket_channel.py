@@ -30,6 +30,7 @@ class WebSocketChannel(Protocol):
     client: tuple[str, int] | None
     server: tuple[str, int | None] | None
     extensions: dict[str, Any]
+    lost: bool  # the connection is gone: the client left, or was cut
 
     @property
     def subprotocols(self) -> list[str]:

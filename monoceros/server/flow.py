@@ -168,6 +168,11 @@ class FlowControl:
             raise ClientDisconnected("client disconnected")
 
     def _wake_drain(self) -> None:
+        """Wake every sender waiting to drain; once the connection is lost (every driver's connection_lost
+        calls this), the send deadline goes too: its timer would keep the whole connection alive for it."""
+        if self.lost and self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():
