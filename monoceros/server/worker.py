@@ -42,6 +42,7 @@ from .tls import create_ssl_context
 from .tls_reload import CertificateReloader
 
 log = logging.getLogger("monoceros.error")
+ACCEPT_TURNS = 3  # loop turns a stopping worker waits for connections already accepted to be made
 
 DRAIN_POLL = 0.05  # seconds between checks for in-flight requests during a graceful stop
 
@@ -339,6 +340,10 @@ class Worker:
             server.close()
         for proxied in self._proxied:
             proxied.close()
+        # A connection accepted in this loop turn is made (and counted) a turn or two later, with uvloop: left
+        # out, an idle worker would stop at once and cancel its request (scripts/chaos found it).
+        for _ in range(ACCEPT_TURNS):
+            await asyncio.sleep(0)
         for conn in list(state.connections):
             conn.shutdown()
         loop = state.loop

@@ -50,6 +50,7 @@ from .health import (
     escalation,
     exit_reason,
     heartbeat_overdue,
+    last_load,
     recycle_reason,
 )  # fmt: skip
 from .modules import ModuleSnapshot
@@ -266,12 +267,14 @@ class Arbiter(Operations, Exits):
             if info is None:
                 continue
             # A last look at its slot: a worker may reach its request limit and exit between two ticks.
-            self._observe(info, time.monotonic())
+            now = time.monotonic()
+            self._observe(info, now)
             if self.admin is not None:
                 reason = exit_reason(info, self._stopping_since is not None)
                 self.admin.worker_exited(info, self.board, reason, describe_exit(status)[0])
+            load = last_load(self.board.tally(info.slot), self.board.read(info.slot), now)
             self.board.release(info.slot)
-            self._on_exit(info, status)
+            self._on_exit(info, status, load)
 
     def _check(self, now: float) -> None:
         for info in list(self.workers.values()):

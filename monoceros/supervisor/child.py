@@ -28,13 +28,23 @@ from ..server.listeners import bind_all
 from ..server.worker import Worker
 from .board import READY, RESTART, RETIRING, STOPPING, Board
 from .health import WorkerInfo
-from .process import die_with_parent, drop_privileges, on_abort, set_title
+from .process import (
+    defer_reopen_signal,
+    die_with_parent,
+    drop_privileges,
+    ignore_reopen_signal,
+    on_abort,
+    reopen_if_asked,
+    set_title,
+)
 
 log = logging.getLogger("monoceros.error")
 
 # The master's signals that mean nothing to a worker; a signal sent to the whole process group (a
 # terminal's, say) must not kill it. INT is the master's too: a Ctrl+C reaches every process of the group, and
-# the master answers it by sending the workers TERM. TERM, QUIT and USR1 get handlers on the worker's loop.
+# the master answers it by sending the workers TERM. TERM, QUIT and USR1 get handlers on the worker's loop (a USR1
+# before that is kept for later: its default action would kill a booting worker, a death the master backs off
+# from and, five in a row, stops for; see process.defer_reopen_signal).
 PUBLISH_INTERVAL = 0.25  # seconds; a snapshot costs the worker about 20 us, so 4 a second is nothing
 
 IGNORED = (signal.SIGHUP, signal.SIGINT, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGUSR2)
@@ -89,6 +99,7 @@ class BoardLink:
         # The hook runs before the master can see READY, so that when_ready comes after every worker's
         # post_worker_init (the master polls the board, so the other order was a race), and a worker
         # whose hook raises is never counted as ready.
+        reopen_if_asked("while booting")
         run_hook(self.config, "post_worker_init", self.info)
         self.booted = True
         self._state = READY
@@ -132,8 +143,9 @@ def run_worker(launch: Launch, info: WorkerInfo, app: Any) -> NoReturn:
             os.close(fd)
         for sig in IGNORED:
             signal.signal(sig, signal.SIG_IGN)
-        for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+        for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        defer_reopen_signal()
         die_with_parent(signal.SIGTERM)
         set_title(f"monoceros: worker [{config.name or config.app or 'demo'}]")
         # A worker killed for a blocked loop leaves the tracebacks of all its threads in the error log.
@@ -156,6 +168,7 @@ def run_worker(launch: Launch, info: WorkerInfo, app: Any) -> NoReturn:
         traceback.print_exc()
         code = 1 if link is not None and link.booted else exitcodes.BOOT_ERROR
     finally:
+        ignore_reopen_signal()
         run_hook_logged(config, "worker_exit", launch.server, info)
         logging.shutdown()
         sys.stdout.flush()

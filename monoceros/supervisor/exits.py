@@ -40,13 +40,16 @@ class Exits:
     def stop(self, graceful: bool = True) -> None:
         raise NotImplementedError
 
-    def _on_exit(self, info: WorkerInfo, status: int) -> None:
+    def _on_exit(self, info: WorkerInfo, status: int, last_load: str = "") -> None:
+        """``last_load``: what it was serving at its last heartbeat (health.last_load), said for an exit that
+        was not a clean one."""
         text, code = describe_exit(status)
         if info.abandoned:
             log.info("Worker %d (pid %d) of the generation that could not boot is stopped", info.age, info.pid)
+        elif (info.retiring or self._stopping_since is not None) and code == exitcodes.OK:
+            log.info("Worker %d (pid %d) %s", info.age, info.pid, text)
         else:
-            expected = (info.retiring or self._stopping_since is not None) and code == exitcodes.OK
-            (log.info if expected else log.error)("Worker %d (pid %d) %s", info.age, info.pid, text)
+            log.error("Worker %d (pid %d) %s%s", info.age, info.pid, text, "" if code == exitcodes.OK else last_load)
         run_hook_logged(self.config, "child_exit", self, info)
         if info.ready or info.abandoned or self._stopping_since is not None:
             return  # a ready worker is replaced at once by _maintain

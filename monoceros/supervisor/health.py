@@ -14,6 +14,7 @@ import signal
 from dataclasses import dataclass, field
 
 from ..config import Config
+from ..server.metrics import CONNECTIONS, LAYOUT
 from .board import READY, RETIRING, Slot
 
 KILL_GRACE = 2.0  # after SIGABRT (traceback dump), how long before SIGKILL
@@ -150,3 +151,17 @@ def describe_exit(status: int) -> tuple[str, int | None]:
         return text, None
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
     return f"exited with code {code}", code
+
+
+def last_load(values: tuple[int, ...] | None, slot: Slot, now: float) -> str:
+    """What a worker that died was serving, from the metrics it last published with its heartbeat (with
+    --admin-bind, every 0.25 s): '' when it published none. A worker killed (-9, out of memory, a crash) takes
+    these requests with it, so the log says how many clients saw a connection cut."""
+    if values is None:
+        return ""
+    in_flight = values[LAYOUT.in_flight]
+    connections = sum(values[LAYOUT.connections : LAYOUT.connections + len(CONNECTIONS)])
+    return (
+        f"; at its last heartbeat, {max(0.0, now - slot.heartbeat):.2f} s before, it had {in_flight} request(s) "
+        f"in flight on {connections} connection(s)"
+    )

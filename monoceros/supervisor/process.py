@@ -1,5 +1,5 @@
 """Process-level operations: daemonizing, dropping privileges, the environment, process titles, signals
-that end a worker, dying with the parent."""
+that end a worker, dying with the parent, a USR1 that comes before the event loop can answer it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import faulthandler
 import grp
+import logging
 import os
 import pwd
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError
+from ..logs import ERROR_LOGGER, reopen_log_files
 
 
 def daemonize() -> None:
@@ -137,3 +139,35 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+class _EarlyReopen:
+    """A USR1 (logrotate's "reopen the logs") noted before the worker's event loop has its handler."""
+
+    asked = False
+
+    @staticmethod
+    def handler(signum: int, frame: Any) -> None:
+        _EarlyReopen.asked = True
+
+
+def defer_reopen_signal() -> Any:
+    """Until the worker's event loop handles USR1, note it rather than die of it (the default action): a
+    logrotate run while a worker boots (importing the app, starting its loop) would otherwise kill it. Returns
+    the handler it replaces."""
+    return signal.signal(signal.SIGUSR1, _EarlyReopen.handler)
+
+
+def reopen_if_asked(when: str) -> None:
+    """Once the loop's handler is installed (it answers any later USR1): reopen the logs for a USR1 noted
+    before, saying so as the loop's handler does."""
+    if _EarlyReopen.asked:
+        _EarlyReopen.asked = False
+        logging.getLogger(ERROR_LOGGER).info("Received SIGUSR1: reopening log files (it came %s)", when)
+        reopen_log_files()
+
+
+def ignore_reopen_signal() -> None:
+    """The event loop is gone, its handler with it (asyncio restores the default): too late to reopen, and no
+    reason to die of a USR1 while exiting."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)

@@ -28,7 +28,15 @@ from ..server.listeners import bind_all, inherited_sockets
 from ..server.worker import Worker
 from .health import WorkerInfo
 from .pidfile import Pidfile
-from .process import drop_privileges, on_abort, resolve_user, set_title
+from .process import (
+    defer_reopen_signal,
+    drop_privileges,
+    ignore_reopen_signal,
+    on_abort,
+    reopen_if_asked,
+    resolve_user,
+    set_title,
+)
 
 log = logging.getLogger("monoceros.error")
 
@@ -63,6 +71,7 @@ class SingleProcess:
             pidfile = Pidfile(config.pid)
             pidfile.create(self.pid)
         sockets: list[socket.socket] = []
+        usr1 = defer_reopen_signal()  # a logrotate before the loop answers USR1 must not kill the server
         try:
             titled = set_title(f"monoceros [{config.name or config.app or 'demo'}]")
             if config.name and not titled:
@@ -80,6 +89,7 @@ class SingleProcess:
             try:
                 Worker(config, app, sockets, link=_SelfLink(self)).run()
             finally:
+                ignore_reopen_signal()
                 run_hook_logged(config, "worker_exit", self, self.worker)
         finally:
             for sock in sockets:
@@ -87,6 +97,7 @@ class SingleProcess:
             run_hook_logged(config, "on_exit", self)
             if pidfile is not None:
                 pidfile.unlink(self.pid)
+            signal.signal(signal.SIGUSR1, usr1)  # as it was (monoceros.run() returns to its caller)
         return exitcodes.OK
 
 
@@ -102,6 +113,7 @@ class _SelfLink:
 
     def ready(self, worker: Worker) -> None:
         config = self.server.config
+        reopen_if_asked("while starting")
         run_hook(config, "post_worker_init", self.server.worker)
         run_hook(config, "when_ready", self.server)
 

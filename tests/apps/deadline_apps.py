@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from e2e_record import record
+from lifespan_support import lifespan
 
 CHUNK = b"x" * 65536
 
@@ -22,11 +23,8 @@ def _arg(query: bytes | str, name: str, default: str = "") -> str:
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await lifespan(receive, send)
+        return
     path, tag = scope["path"], _arg(scope["query_string"], "tag", "x")
     if path == "/endless":  # a response the client will not read: how does send end?
         await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from lifespan_support import lifespan
+
 Scope = dict[str, Any]
 
 CHUNK = b"x" * 65536
@@ -120,20 +122,10 @@ async def _websocket(receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def asgi_app(scope: Scope, receive: Any, send: Any) -> None:
     kind = scope["type"]
     if kind == "lifespan":
-        await _lifespan(receive, send)
+        await lifespan(receive, send)
         return
     if kind == "websocket":
         await _websocket(receive, send)

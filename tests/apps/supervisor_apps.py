@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from e2e_record import record
+from lifespan_support import lifespan
 
 HOARD: list[bytes] = []  # /alloc keeps its memory here, so the worker's RSS stays up
 
@@ -28,19 +29,9 @@ def blocking_sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await lifespan(receive, send)
         return
     while (await receive()).get("more_body", False):
         pass
