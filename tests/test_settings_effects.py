@@ -498,6 +498,48 @@ def probe_request_timeout(ctx: Ctx) -> None:
     assert server.wait_record("sleep-probe") == "cancelled"
 
 
+@proves("http3", "http3_alt_svc", "quic_max_streams", "quic_max_stream_data", "quic_max_data", "quic_idle_timeout")
+def probe_http3(ctx: Ctx) -> None:
+    from h3_support import H3
+
+    tls = ctx.tls
+    server = ctx.start(
+        "probe_apps:asgi", "--certfile", str(tls.server_cert), "--keyfile", str(tls.server_key), "--http3",
+        "--http3-alt-svc", 'h3=":{port}"; ma=60', "--quic-max-streams", "7", "--quic-max-stream-data", "20000",
+        "--quic-max-data", "300000", "--quic-idle-timeout", "1", scheme="https",
+    )  # fmt: skip
+    reply = httpx.get(f"https://localhost:{server.port}/facts", verify=tls.client_context())
+    assert reply.headers["alt-svc"] == f'h3=":{server.port}"; ma=60', "http3_alt_svc: the TCP side advertises it"
+    with H3.connect("127.0.0.1", server.port, str(tls.ca_cert), server_name="localhost") as h3:
+        answer = h3.get("/facts")
+        assert answer.status == 200, "http3: served over QUIC"
+        quic = h3.protocol._quic  # what the server's transport parameters allowed this client
+        assert quic._remote_max_streams_bidi == 7, "quic_max_streams"
+        assert quic._remote_max_stream_data_bidi_remote == 20000, "quic_max_stream_data"
+        assert quic._remote_max_data == 300000, "quic_max_data"
+        started = time.monotonic()
+        h3.until(lambda: False, 10)  # returns when the connection ends
+        assert time.monotonic() - started < 5, "quic_idle_timeout 1: an idle connection is closed"
+
+
+@proves("quic_early_data")
+def probe_quic_early_data(ctx: Ctx) -> None:
+    from h3_support import H3
+
+    tls = ctx.tls
+    server = ctx.start(
+        "probe_apps:asgi", "--certfile", str(tls.server_cert), "--keyfile", str(tls.server_key), "--http3",
+        "--quic-early-data", "safe", scheme="https",
+    )  # fmt: skip
+    tickets: list[object] = []
+    with H3.connect(
+        "127.0.0.1", server.port, str(tls.ca_cert), server_name="localhost", session_ticket_handler=tickets.append
+    ) as h3:
+        h3.get("/facts")
+        h3.until(lambda: bool(tickets), 5)
+    assert tickets, "quic_early_data safe: the server issues session tickets (resumption, 0-RTT)"
+
+
 @proves("proxy_protocol")
 def probe_proxy_protocol(ctx: Ctx) -> None:
     server = ctx.start("probe_apps:asgi", "--proxy-protocol")

@@ -25,6 +25,10 @@ _H2 = (
     "http2_engine", "h2c_upgrade", "http2_max_concurrent_streams", "http2_initial_window_size",
     "http2_connection_window_size", "http2_max_frame_size", "http2_max_requests",
 )  # fmt: skip
+_H3 = (
+    "http3_alt_svc", "quic_idle_timeout", "quic_max_streams", "quic_max_stream_data", "quic_max_data",
+    "quic_early_data",
+)  # fmt: skip
 _JITTERS = (
     ("max_requests_jitter", "max_requests"),
     ("max_worker_lifetime_jitter", "max_worker_lifetime"),
@@ -58,6 +62,14 @@ def contradictions(config: Config) -> list[str]:
         refuse(_H2, "with HTTP/2 turned off ('http' is '1')")
     elif config.http == "2":
         refuse(("h2c_upgrade",), "with 'http' '2': h2c upgrades an HTTP/1.1 request, which is not served")
+    if not config.http3:
+        refuse(_H3, "without 'http3'")
+    elif config.certfile is None:
+        problems.append("setting 'http3' needs 'certfile' and 'keyfile': QUIC is always encrypted (TLS 1.3)")
+    elif not _aioquic_installed():
+        problems.append(
+            "setting 'http3' needs aioquic, which is not installed: pip install 'monoceros[http3]' (Python 3.11+)"
+        )
     for jitter, base in _JITTERS:
         if not getattr(config, base) and getattr(config, jitter):
             refuse((jitter,), f"without {base!r}")
@@ -76,3 +88,11 @@ def contradictions(config: Config) -> list[str]:
     if config.paste is not None:
         refuse(("app", "factory"), "with 'paste': the PasteDeploy file names the app")
     return problems
+
+
+def _aioquic_installed() -> bool:
+    try:
+        import aioquic  # noqa: F401  # the package alone: its QUIC modules load only when HTTP/3 is served
+    except ImportError:
+        return False
+    return True

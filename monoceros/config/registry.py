@@ -1,7 +1,8 @@
 """The settings registry: each setting is declared exactly once.
 
 A setting is a field of the frozen :class:`Config` dataclass, composed here from
-the server settings (server_settings.py), the HTTP settings (http_settings.py), the process settings
+the server settings (server_settings.py), the HTTP settings (http_settings.py, http2_settings.py,
+http3_settings.py), the process settings
 (process_settings.py) and the admin listener's (admin_settings.py). Its type is the field's annotation;
 everything else (CLI flags, help text, section, validator, choices) rides in the field's metadata
 through :func:`~monoceros.config.fields.setting`. The CLI parser, the
@@ -20,6 +21,7 @@ from ..errors import ConfigError
 from .admin_settings import AdminSettings
 from .fields import Setting, _octal_mode, setting
 from .http2_settings import HTTP2Config
+from .http3_settings import HTTP3Config
 from .http_settings import HTTPSettings
 from .process_settings import ProcessSettings
 from .server_settings import ServerSettings
@@ -28,7 +30,7 @@ __all__ = ["SETTINGS", "Config", "Setting", "_octal_mode", "registry", "setting"
 
 
 @dataclass(frozen=True)
-class Config(AdminSettings, ProcessSettings, HTTP2Config, HTTPSettings, ServerSettings):
+class Config(AdminSettings, ProcessSettings, HTTP3Config, HTTP2Config, HTTPSettings, ServerSettings):
     """Every setting, resolved and validated. Frozen; workers forked from the master share it.
 
     Beside the settings it records how they were resolved (``internal`` fields, not settings): which names a

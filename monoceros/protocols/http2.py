@@ -219,8 +219,11 @@ class HeaderBudget:
         return 0
 
 
-def request_from_fields(stream_id: int, fields: list[tuple[bytes, bytes]], end_stream: bool) -> Request:
-    """The :class:`Request` of a header block (RFC 9113 §8.3): pseudo-headers first, then the fields, names
+def request_from_fields(
+    stream_id: int, fields: list[tuple[bytes, bytes]], end_stream: bool, version: str = "2"
+) -> Request:
+    """The :class:`Request` of a header block (RFC 9113 §8.3, and RFC 9114 §4.3 for HTTP/3's, ``version``
+    "3", which has the same rules): pseudo-headers first, then the fields, names
     lowercase. Raises :class:`ProtocolError` for a malformed request (the stream is reset with PROTOCOL_ERROR).
     The engine has checked the field characters and the pseudo-header order already; this adds what it
     leaves to the server. A Host header is made from ``:authority`` when the client sent none, as the apps
@@ -244,7 +247,7 @@ def request_from_fields(stream_id: int, fields: list[tuple[bytes, bytes]], end_s
                 raise ProtocolError(f"unknown pseudo-header {name!r}")
             continue
         if name in CONNECTION_SPECIFIC or (name == b"te" and value != b"trailers"):
-            raise ProtocolError(f"connection-specific header {name!r} in an HTTP/2 request")
+            raise ProtocolError(f"connection-specific header {name!r} in an HTTP/{version} request")
         if name == b"host":
             host = value
         headers.append((name, value))
@@ -271,7 +274,7 @@ def request_from_fields(stream_id: int, fields: list[tuple[bytes, bytes]], end_s
     elif authority is None:
         authority = host
     return Request(
-        stream_id, method.decode("ascii", "replace"), target, path_part, query, "2", headers, authority,
+        stream_id, method.decode("ascii", "replace"), target, path_part, query, version, headers, authority,
         not end_stream, False, protocol.decode("ascii", "replace") if protocol is not None else None,
     )  # fmt: skip
 

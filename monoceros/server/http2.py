@@ -27,12 +27,12 @@ import time
 from asyncio import Task
 from typing import TYPE_CHECKING, Any
 
-from ..protocols.events import Body, EndBody, Rejected, Request, StreamReset
-from ..protocols.http2 import ENHANCE_YOUR_CALM, NO_ERROR, REFUSED_STREAM, HTTP2Error, response_fields
+from ..protocols.events import Request
+from ..protocols.http2 import ENHANCE_YOUR_CALM, NO_ERROR, REFUSED_STREAM, HTTP2Engine, HTTP2Error
 from .body_pace import BodyPace
 from .flow import FlowControl
-from .http2_intake import BodyIntake
 from .http2_output import HTTP2Output
+from .multiplexed import Multiplexed
 from .stream import Stream
 from .websocket_h2 import H2WebSocket
 
@@ -44,10 +44,12 @@ log = logging.getLogger("monoceros.error")
 TASK_NAME = "monoceros-request-h2"
 
 
-class HTTP2Transport(FlowControl, BodyIntake, asyncio.Protocol):
+class HTTP2Transport(FlowControl, Multiplexed, asyncio.Protocol):
     """One client connection speaking HTTP/2."""
 
     kind = 1  # metrics.CONNECTIONS: h2
+    task_name = TASK_NAME
+    engine: HTTP2Engine
 
     def __init__(self, http: Handover) -> None:
         super().__init__()
@@ -121,45 +123,7 @@ class HTTP2Transport(FlowControl, BodyIntake, asyncio.Protocol):
         if engine.finished:
             self._finish()
 
-    def _dispatch(self) -> None:
-        engine = self.engine
-        events = engine.events
-        if not events:
-            return
-        engine.events = []  # taken whole: a flush while these are handled may dispatch what comes next
-        streams = self.streams
-        for event in events:
-            kind = type(event)
-            if kind is Body:
-                stream = streams.get(event.stream_id)
-                if stream is not None and not stream.response_done:
-                    self._feed(stream, event.data)  # type: ignore[union-attr]
-                elif event.stream_id in self.tunnels:
-                    self.tunnels[event.stream_id].carrier.feed(event.data)  # type: ignore[union-attr]
-                else:
-                    self.engine.consume(event.stream_id, len(event.data))  # type: ignore[union-attr]
-            elif kind is EndBody:
-                stream = streams.get(event.stream_id)
-                if stream is not None:
-                    self._body_ended(event.stream_id)
-                    stream.feed_end()
-                elif event.stream_id in self.tunnels:
-                    self.tunnels[event.stream_id].end_of_stream()
-            elif kind is Request:
-                self._open(event)  # type: ignore[arg-type]
-            elif kind is StreamReset:
-                stream = streams.pop(event.stream_id, None)
-                if stream is not None:
-                    self._body_ended(event.stream_id)
-                    stream.fail()
-                    self.output.forget(event.stream_id)
-                elif event.stream_id in self.tunnels:
-                    self.tunnel_ended(event.stream_id, None)
-            elif kind is Rejected:
-                self._answer(event.stream_id, event.status, event.detail, not event.ended)  # type: ignore[union-attr]
-
     def _open(self, request: Request) -> None:
-        state = self.state
         sid = request.stream_id
         if len(self._running) >= self.service.settings.max_concurrent_streams:
             self.engine.reset_stream(sid, REFUSED_STREAM)  # the client may retry it: nothing was processed
@@ -169,31 +133,30 @@ class HTTP2Transport(FlowControl, BodyIntake, asyncio.Protocol):
         if request.protocol is not None:
             self._open_tunnel(request)
             return
-        stream = Stream(
-            self.output, self.loop, request, self.client, self.server, self.scheme, self.extensions,
-            state.request_log, not request.has_body,
-        )  # fmt: skip
-        proxy = state.proxy
-        if proxy is not None:
-            stream.client, stream.scheme = proxy.resolve(self.client, self.scheme, request.headers)
-        limit = state.limits.body
-        if limit and request.has_body:
-            length = _content_length(request.headers)
-            if length is not None and length > limit:
-                self._answer(sid, 413, "request body too large", True)
-                return
-        self.streams[sid] = stream
-        if request.has_body:
-            self._watch_body(sid)
-        state.requests_served += 1
-        if state.requests_served == state.request_limit:
-            state.limit_reached()
+        self._start_stream(request)
+
+    def _stream_started(self) -> None:
         self._started += 1
         if self._started == self.service.max_requests and not self._closing:
             self.shutdown()  # as nginx's keepalive_requests: this connection's last
-        task = Task(state.handler(stream), loop=self.loop, name=TASK_NAME)
-        self._running.add(task)
-        task.add_done_callback(self._task_done)
+
+    def _tunnel_body(self, sid: int, data: bytes) -> bool:
+        tunnel = self.tunnels.get(sid)
+        if tunnel is None:
+            return False
+        tunnel.carrier.feed(data)
+        return True
+
+    def _tunnel_end(self, sid: int) -> bool:
+        tunnel = self.tunnels.get(sid)
+        if tunnel is None:
+            return False
+        tunnel.end_of_stream()
+        return True
+
+    def _tunnel_reset(self, sid: int) -> None:
+        if sid in self.tunnels:
+            self.tunnel_ended(sid, None)
 
     def _open_tunnel(self, request: Request) -> None:
         """An extended CONNECT (RFC 8441): a WebSocket on this stream, when WebSockets are served."""
@@ -214,19 +177,6 @@ class HTTP2Transport(FlowControl, BodyIntake, asyncio.Protocol):
             tunnel.connection_lost(exc)
             self.output.forget(sid)
             self._idle()
-
-    def _answer(self, sid: int, status: int, detail: str, stop: bool) -> None:
-        """An answer from the server itself, without an app (431, 413). ``stop``: the request body is still
-        coming; RFC 9113 §8.1 lets the server ask the client to stop with RST_STREAM(NO_ERROR)."""
-        body = detail.encode() + b"\n"
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
-        engine = self.engine
-        engine.send_headers(sid, status, response_fields(status, headers, self.state.default_headers), False)
-        engine.send_data(sid, body, True)
-        if stop:
-            engine.stop_after_response(sid)
-        if self.state.request_log is not None:
-            self.state.request_log.log_refusal(self.client, status, len(body))
 
     def _task_done(self, task: Task[None]) -> None:
         running = self._running
@@ -252,15 +202,6 @@ class HTTP2Transport(FlowControl, BodyIntake, asyncio.Protocol):
         self._arm(self.state.keep_alive)
 
     # -- writing -------------------------------------------------------------------------------------------
-
-    def flush_soon(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._deferred_flush)
-
-    def _deferred_flush(self) -> None:
-        self._flush_scheduled = False
-        self.flush()
 
     def flush(self) -> None:
         """Write what the engine has for the wire (unless the socket is behind: then on resume)."""
@@ -356,13 +297,6 @@ class HTTP2Transport(FlowControl, BodyIntake, asyncio.Protocol):
         self.engine.terminate(ENHANCE_YOUR_CALM)
         self.flush()
         self._finish()
-
-
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return None
 
 
 def _settings_payload(headers: list[tuple[bytes, bytes]]) -> bytes:

@@ -1,4 +1,4 @@
-"""The request bodies arriving on one HTTP/2 connection: the size limit (413) and the pace (408).
+"""The request bodies arriving on one HTTP/2 (or HTTP/3) connection: the size limit (413) and the pace (408).
 
 Every stream with a body has a :class:`~monoceros.server.body_pace.BodyPace`; one timer per connection
 fires at the earliest check any of them needs, and only while some body is arriving. A stream whose body
@@ -11,12 +11,18 @@ holds the client back: the paces restart instead of failing.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
-from ..protocols.http2 import HTTP2Engine
 from .body_pace import BodyPace
 from .http2_output import HTTP2Output
 from .state import ServerState
 from .stream import Stream
+
+
+class Consumer(Protocol):
+    """What the intake needs of an engine: to reopen a window by what the app (or nobody) took."""
+
+    def consume(self, stream_id: int, size: int) -> None: ...
 
 
 class BodyIntake:
@@ -25,7 +31,7 @@ class BodyIntake:
     state: ServerState
     loop: asyncio.AbstractEventLoop
     streams: dict[int, Stream]
-    engine: HTTP2Engine
+    engine: Consumer
     output: HTTP2Output
     lost: bool
     _body_sizes: dict[int, int]

@@ -38,7 +38,7 @@ LIMITS = (
     "400", "408", "413", "414", "431", "503", "505", "proxy_untrusted", "proxy_header", "reclaimed",
     "send_timeout", "request_timeout",
 )  # fmt: skip
-CONNECTIONS = ("http/1.1", "h2", "websocket")  # open connections by what they speak now
+CONNECTIONS = ("http/1.1", "h2", "h3", "websocket")  # open connections by what they speak now (WebSocket last)
 
 
 class _Layout:

@@ -125,6 +125,7 @@ class ServerState:
         server = config.server_header and b"server" not in self.default_names
         self._server_header = b"server: monoceros\r\n" if server else b""
         self._date = config.date_header and b"date" not in self.default_names
+        self._alt_svc = b""  # with --http3: where HTTP/3 is served (set once the UDP sockets are bound)
         self.default_headers = b""
         self.refresh_date()
 
@@ -133,7 +134,14 @@ class ServerState:
         date = b""
         if self._date:
             date = b"date: " + formatdate(time.time(), usegmt=True).encode("ascii") + b"\r\n"
-        self.default_headers = self._server_header + date + self._custom
+        self.default_headers = self._server_header + date + self._alt_svc + self._custom
+
+    def advertise_http3(self, value: str) -> None:
+        """Responses over TCP carry ``Alt-Svc: value`` from now on (an empty value: none)."""
+        self._alt_svc = (
+            f"alt-svc: {value}\r\n".encode("latin-1") if value and b"alt-svc" not in self.default_names else b""
+        )
+        self.refresh_date()
 
     def in_flight(self) -> int:
         """How many connections are in the middle of an exchange."""

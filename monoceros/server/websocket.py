@@ -57,7 +57,7 @@ EARLY_LIMIT = 65536  # bytes a client may send before the handshake completes be
 class WebSocketConnection(FlowControl, WebSocketTimers, asyncio.Protocol):
     """One WebSocket on an HTTP/1.1 connection; the channel its app handler talks to."""
 
-    kind = 2  # metrics.CONNECTIONS: websocket
+    kind = 3  # metrics.CONNECTIONS: websocket
 
     def __init__(self, http: Handover) -> None:
         state = self.state = http.state

@@ -126,7 +126,7 @@ class StreamTransport:
 class H2WebSocket(WebSocketConnection):
     """A WebSocket on one HTTP/2 stream: the HTTP/1.1 WebSocket with an RFC 8441 handshake."""
 
-    kind = 3  # not a connection of its own: metrics counts it among the WebSockets only
+    kind = 4  # not a connection of its own: metrics counts it among the WebSockets only
     owns_socket = False
 
     def __init__(self, conn: Connection, request: Request) -> None:

@@ -29,6 +29,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..logs import reopen_log_files
 from .app_loader import LoadedApp, load_app, warn_unused_settings
+from .http3_service import start_http3, stop_http3
 from .listeners import describe
 from .memory import freeze_startup_objects, retain_heap
 from .metrics import Tally
@@ -104,6 +105,7 @@ class Worker:
         self._asgi_app: ASGIApp | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._proxied: list[ProxiedListener] = []
+        self._quic: list[Any] = []  # with --http3: this worker's QUIC endpoints
         self._stop: asyncio.Event | None = None
         self._force = False
         self._close_handler: Callable[[], None] | None = None
@@ -176,6 +178,8 @@ class Worker:
                     self._servers.append(server)
                 via = " (PROXY protocol)" if config.proxy_protocol else ""
                 log.info("Listening at: %s%s (%d)", describe(sock, ssl_context is not None), via, os.getpid())
+            if config.http3:
+                self._quic = await start_http3(state, sockets)
             log.info("Serving %s app %s", interface.upper(), config.app or "monoceros.demo:app")
             self._install_signals(loop)
             if self._certificates is not None:
@@ -367,6 +371,7 @@ class Worker:
         await asyncio.sleep(0)  # let handler tasks observe the disconnect
         if self.lifespan is not None:
             await self.lifespan.shutdown()
+        stop_http3(self._quic)
         await _cancel_remaining()
         log.info("Shutdown complete")
 
