@@ -153,3 +153,8 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "proxy_protocol": proxy_protocol,
     "config": config,
 }
+try:  # HTTP/3's datagram path, where aioquic (the http3 extra) is installed
+    from fuzz.http3_targets import TARGETS as _HTTP3
+except ImportError:
+    _HTTP3 = {}
+TARGETS.update(_HTTP3)

@@ -21,6 +21,7 @@ from typing import Any
 
 from aioquic.buffer import encode_uint_var
 from aioquic.h3.connection import FrameType, H3Connection, MessageError, encode_frame
+from aioquic.h3.connection import ProtocolError as H3ProtocolError
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.h3.exceptions import H3Error
 from aioquic.quic.configuration import QuicConfiguration
@@ -140,6 +141,10 @@ class StreamErrorsH3(H3Connection):
                         stop(sid, exc.error_code)
                     except ValueError:
                         pass  # that direction is already closed
+                return []
+            except H3ProtocolError as exc:  # a frame error: the connection's, as aioquic has it (RFC 9114 §7.1)
+                self._is_done = True
+                self._quic.close(error_code=exc.error_code, reason_phrase=exc.reason_phrase)
                 return []
         return super().handle_event(event)
 
@@ -269,7 +274,15 @@ class HTTP3Engine:
 
     # -- output --------------------------------------------------------------------------------------------
 
+    @property
+    def accepted(self) -> bool:
+        """True once a datagram of this connection has been decrypted (a network path exists): before,
+        aioquic has nowhere to send and fails if asked to (found by fuzz/http3_targets.py)."""
+        return bool(self.quic._network_paths)
+
     def datagrams(self) -> list[tuple[bytes, Any]]:
+        if not self.quic._network_paths:
+            return []
         return self.quic.datagrams_to_send(now=self.clock())
 
     def send_headers(self, stream_id: int, status: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:

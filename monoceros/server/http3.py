@@ -173,6 +173,10 @@ class HTTP3Connection(Multiplexed):
             self.engine.close()
             self.flush()  # the CONNECTION_CLOSE leaves; the engine then says it is terminated
 
+    def drop(self) -> None:
+        """Forget a connection whose first datagram was not QUIC after all, without a word to its sender."""
+        self._lost()
+
     def _lost(self) -> None:
         if self.lost:
             return

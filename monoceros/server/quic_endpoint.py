@@ -131,6 +131,8 @@ class QuicEndpoint:
         self.route(conn, [header.destination_cid, *engine.issued], [])
         engine.issued = []
         conn.datagram_received(data, addr)
+        if not engine.accepted:  # an Initial that does not decrypt: no connection is kept for it
+            conn.drop()
 
     # -- for the connections -------------------------------------------------------------------------------
 
