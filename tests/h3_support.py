@@ -80,6 +80,7 @@ class H3:
         self.loop = loop
         self.protocol = protocol
         self._closer = closer
+        self._made: list[Any] = []  # transports of rebind(): connect() closes only its own
 
     @classmethod
     def connect(cls, host: str, port: int, ca: str, *, session_ticket_handler: Any = None, **config: Any) -> H3:
@@ -106,6 +107,9 @@ class H3:
         except (TimeoutError, ConnectionError, ssl.SSLError):
             pass
         finally:
+            for transport in self._made:
+                transport.close()
+            self.loop.run_until_complete(asyncio.sleep(0))  # the transports' closing callbacks
             self.loop.close()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
@@ -162,6 +166,18 @@ class H3:
 
     def get(self, path: str, headers: list[tuple[str, str]] | None = None) -> Answer:
         return self.wait(self.request("GET", path, headers))
+
+    def rebind(self) -> None:
+        """Move to a new local port, as a client behind a NAT that rebinds (or a phone changing networks):
+        the QUIC connection carries on from the new address (RFC 9000 §9), if the server still finds it."""
+
+        async def moving() -> None:
+            old = self.protocol._transport
+            host = "::" if ":" in old.get_extra_info("sockname")[0] else "0.0.0.0"  # aioquic binds "::" by default
+            made, _ = await self.loop.create_datagram_endpoint(lambda: self.protocol, local_addr=(host, 0))
+            self._made.append(made)
+
+        self.run(moving())
 
     def sleep(self, seconds: float) -> None:
         """Let the connection run (acknowledgements, the server's frames) for a while."""

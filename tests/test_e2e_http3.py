@@ -163,3 +163,15 @@ def test_http3_without_tls_is_refused(serve: ServerFactory) -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode != 0 and "'http3' needs 'certfile' and 'keyfile'" in done.stderr, done.stderr
+
+
+def test_a_client_that_moves_to_a_new_port_keeps_its_connection_on_one_worker(
+    asgi: ServerProcess, tls_files: TLSFiles
+) -> None:
+    """One worker owns every connection ID, so a NAT rebinding is followed (RFC 9000 §9). With several workers
+    the kernel may hash the new address to another one: scripts/quic_migration measures that."""
+    with client(asgi, tls_files) as h3:
+        assert h3.get("/").status == 200
+        for _ in range(3):
+            h3.rebind()
+            assert h3.get("/").status == 200
