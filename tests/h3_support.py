@@ -83,14 +83,24 @@ class H3:
         self._made: list[Any] = []  # transports of rebind(): connect() closes only its own
 
     @classmethod
-    def connect(cls, host: str, port: int, ca: str, *, session_ticket_handler: Any = None, **config: Any) -> H3:
-        """``config``: QuicConfiguration's fields (server_name, session_ticket, ...)."""
+    def connect(
+        cls,
+        host: str,
+        port: int,
+        ca: str,
+        *,
+        session_ticket_handler: Any = None,
+        wait_connected: bool = True,
+        **config: Any,
+    ) -> H3:
+        """``config``: QuicConfiguration's fields (server_name, session_ticket, ...). ``wait_connected=False``:
+        return before the handshake completes, so that requests go out as 0-RTT data (with a session ticket)."""
         loop = asyncio.new_event_loop()
         configuration = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, **config)
         configuration.load_verify_locations(ca)
         manager = connect(
             host, port, configuration=configuration, create_protocol=ClientProtocol,
-            session_ticket_handler=session_ticket_handler,
+            session_ticket_handler=session_ticket_handler, wait_connected=wait_connected,
         )  # fmt: skip
         protocol = loop.run_until_complete(asyncio.wait_for(manager.__aenter__(), 10))
         return cls(loop, protocol, manager)

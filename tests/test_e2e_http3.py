@@ -175,3 +175,32 @@ def test_a_client_that_moves_to_a_new_port_keeps_its_connection_on_one_worker(
         for _ in range(3):
             h3.rebind()
             assert h3.get("/").status == 200
+
+
+def test_0rtt_serves_only_safe_methods(serve: ServerFactory, tls_files: TLSFiles) -> None:
+    """--quic-early-data safe: a resumed client's GET in 0-RTT data is served; its POST gets 425 Too Early."""
+    server = serve("asgi_apps:app", *tls_args(tls_files), "--quic-early-data", "safe", scheme="https")
+    tickets: list[object] = []
+    with H3.connect(
+        "127.0.0.1", server.port, str(tls_files.ca_cert), server_name="localhost", session_ticket_handler=tickets.append
+    ) as h3:
+        assert h3.get("/").status == 200
+        h3.until(lambda: bool(tickets), 5)
+    with H3.connect(
+        "127.0.0.1", server.port, str(tls_files.ca_cert), server_name="localhost", session_ticket=tickets[-1],
+        wait_connected=False,
+    ) as early:  # fmt: skip
+        get = early.request("GET", "/")
+        post = early.request("POST", "/echo", body=b"replayable")
+        assert early.wait(get).status == 200
+        assert early.wait(post).status == 425  # so both came in 0-RTT data, before the handshake completed
+
+
+def test_a_connection_closed_mid_request_reaches_the_app_as_a_disconnect(
+    asgi: ServerProcess, tls_files: TLSFiles
+) -> None:
+    h3 = client(asgi, tls_files)
+    h3.request("POST", "/disconnect?id=h3close", body=b"part", end=False)
+    asgi.wait_record("waiting-h3close")
+    h3.close()  # CONNECTION_CLOSE with the request still open
+    assert asgi.wait_record("disconnect-h3close") == "http.disconnect"
