@@ -204,3 +204,25 @@ def test_a_connection_closed_mid_request_reaches_the_app_as_a_disconnect(
     asgi.wait_record("waiting-h3close")
     h3.close()  # CONNECTION_CLOSE with the request still open
     assert asgi.wait_record("disconnect-h3close") == "http.disconnect"
+
+
+def test_the_metrics_count_http3(serve: ServerFactory, tls_files: TLSFiles) -> None:
+    from server_process import free_port
+    from test_e2e_admin import scrape, total
+
+    admin = free_port()
+    server = supervise(
+        serve, "--admin-bind", f"127.0.0.1:{admin}", *tls_args(tls_files), app="asgi_apps:app", scheme="https"
+    )
+    with client(server, tls_files) as h3:
+        for _ in range(3):
+            assert h3.get("/").status == 200
+        deadline = time.monotonic() + 10
+        while True:  # the worker publishes its counts every 0.25 s
+            samples = scrape(f"http://127.0.0.1:{admin}")
+            served = total(samples, "monoceros_http_requests_total", protocol="h3")
+            if served >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert served >= 3, "requests over HTTP/3 are counted as protocol h3"
+        assert samples[("monoceros_connections_open", (("protocol", "h3"),))] == 1
