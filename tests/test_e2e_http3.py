@@ -226,3 +226,16 @@ def test_the_metrics_count_http3(serve: ServerFactory, tls_files: TLSFiles) -> N
             time.sleep(0.2)
         assert served >= 3, "requests over HTTP/3 are counted as protocol h3"
         assert samples[("monoceros_connections_open", (("protocol", "h3"),))] == 1
+
+
+def test_a_header_list_over_the_limits_gets_431(serve: ServerFactory, tls_files: TLSFiles) -> None:
+    server = serve(
+        "asgi_apps:app", *tls_args(tls_files), "--limit-request-fields", "10", "--max-request-header-size", "2000",
+        scheme="https",
+    )  # fmt: skip
+    with client(server, tls_files) as h3:
+        many = h3.get("/", [(f"x-{i}", "v") for i in range(20)])
+        assert many.status == 431, many
+        large = h3.get("/", [("x-big", "v" * 3000)])
+        assert large.status == 431, large
+        assert h3.get("/", [("x-ok", "v")]).status == 200, "the connection serves on"

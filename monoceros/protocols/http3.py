@@ -40,6 +40,7 @@ from aioquic.quic.events import (
 
 from .events import Body, EndBody, Event, ProtocolError, Rejected, StreamReset
 from .http2 import request_from_fields
+from .http11_request import Limits
 
 H3_NO_ERROR = 0x100
 H3_GENERAL_PROTOCOL_ERROR = 0x101
@@ -161,6 +162,7 @@ class HTTP3Engine:
         max_streams: int,
         early_data: Tickets | None,
         clock: Callable[[], float],
+        limits: Limits | None = None,
     ) -> None:
         """``early_data``: where this worker keeps its session tickets, when 0-RTT is allowed (safe methods)."""
         tickets: dict[str, Any] = {}
@@ -172,6 +174,7 @@ class HTTP3Engine:
         )  # fmt: skip
         self.h3 = StreamErrorsH3(self.quic)
         self.clock = clock
+        self.limits = limits  # the header list's (the HTTP/1.1 and HTTP/2 settings): past them, 431
         self.events: list[Event] = []
         self.issued: list[bytes] = [self.quic.host_cid]  # connection IDs to route to this connection
         self.retired: list[bytes] = []
@@ -232,8 +235,18 @@ class HTTP3Engine:
                 self._done_reading(sid)
             return
         self._heads.add(sid)
+        fields = list(event.headers)
+        limits = self.limits
+        if limits is not None and (
+            len(fields) > limits.fields
+            or sum(len(name) + len(value) + 32 for name, value in fields) > limits.headers_size
+            or any(len(value) > limits.field_size for _name, value in fields)
+        ):  # counted as SETTINGS_MAX_FIELD_SECTION_SIZE counts (RFC 9114 §4.2.2): 32 bytes more per field
+            why = "the request's header fields are too large or too many"
+            self.events.append(Rejected(sid, 431, why, event.stream_ended))
+            return
         try:
-            request = request_from_fields(sid, list(event.headers), event.stream_ended, "3")
+            request = request_from_fields(sid, fields, event.stream_ended, "3")
         except ProtocolError:  # a malformed request: H3_MESSAGE_ERROR on its stream (RFC 9114 §4.1.2)
             self.quic.reset_stream(sid, H3_MESSAGE_ERROR)
             if not event.stream_ended:

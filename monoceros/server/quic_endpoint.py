@@ -125,7 +125,9 @@ class QuicEndpoint:
         if header.packet_type != QuicPacketType.INITIAL or len(data) < MIN_INITIAL or self.stopping:
             return
         loop = self.state.loop
-        engine = HTTP3Engine(self.configuration, header.destination_cid, self.max_streams, self.tickets, loop.time)
+        engine = HTTP3Engine(
+            self.configuration, header.destination_cid, self.max_streams, self.tickets, loop.time, self.state.limits
+        )
         conn = HTTP3Connection(self, engine, addr)
         self._cids[conn] = set()
         self.route(conn, [header.destination_cid, *engine.issued], [])
