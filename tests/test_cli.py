@@ -91,7 +91,11 @@ def test_forwarded_allow_ips_is_repeatable_and_split(capsys: pytest.CaptureFixtu
 
 
 def test_every_bool_has_a_negation(capsys: pytest.CaptureFixture[str]) -> None:
-    needs = {"capture_output": ["--error-logfile", "e.log"], "initgroups": ["-u", "0"]}
+    needs = {
+        "capture_output": ["--error-logfile", "e.log"],
+        "initgroups": ["-u", "0"],
+        "http3": ["--certfile", "c.pem", "--keyfile", "k.pem"],
+    }
     for setting in (s for s in registry() if s.type == "bool"):
         for flag in (f for f in setting.flags if f.startswith("--")):
             assert resolved([*needs.get(setting.name, []), flag], capsys)[setting.name] is True
