@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
@@ -23,23 +22,9 @@ from aioquic.h3.connection import H3_ALPN, H3Connection  # noqa: E402
 from aioquic.h3.events import DataReceived, HeadersReceived  # noqa: E402
 from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset  # noqa: E402
+from h2_support import Answer  # noqa: E402  # what came back on one stream: the same record as HTTP/2's
 
 T = TypeVar("T")
-
-
-@dataclass
-class Answer:
-    """What came back on one stream."""
-
-    status: int = 0
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytes = b""
-    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    ended: bool = False
-    reset: int | None = None
-
-    def header(self, name: bytes) -> bytes | None:
-        return next((v for n, v in self.headers if n == name), None)
 
 
 class ClientProtocol(QuicConnectionProtocol):
