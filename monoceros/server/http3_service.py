@@ -34,6 +34,8 @@ async def start_http3(state: ServerState, sockets: list[socket.socket]) -> list[
         ports.append(port)
         shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
         log.info("Listening at: https://%s:%d over QUIC (HTTP/3, UDP)", shown, port)
+    if not endpoints:
+        log.warning("--http3: no TCP listener on an IP address to serve QUIC beside (unix sockets have none)")
     value = state.config.http3_alt_svc
     if value and ports:
         state.advertise_http3(", ".join(value.replace("{port}", str(port)) for port in sorted(set(ports))))
