@@ -103,7 +103,8 @@ class Call:
         return out
 
     def close_result(self) -> None:
-        """PEP 3333: the iterable's close() is always called, once."""
+        """PEP 3333: the iterable's close() is always called, once, as the app's response ends: a call given
+        up meanwhile (--request-timeout, the worker stopping) says here that what it returned is discarded."""
         result, self.result = self.result, None
         try:
             close = getattr(result, "close", None)
@@ -111,6 +112,8 @@ class Call:
                 close()
         finally:
             self.errors.flush()
+            if self.cancelled:
+                self.exchange.log_error("The WSGI app given up earlier has returned: what it returned is discarded")
 
     def _consume(self) -> Any:
         result = self.result

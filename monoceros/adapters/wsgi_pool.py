@@ -41,18 +41,11 @@ class PoolCall(Call):
         self.pending: concurrent.futures.Future[Any] | None = None
 
     async def execute(self) -> bytes | None:
-        body = await self.pool.run(self._run)
+        body = await self.pool.run(self.run)
         self.flush()  # what the thread queued last, before the final piece
         return body  # type: ignore[no-any-return]
 
     # -- the thread's side -------------------------------------------------------------------------------
-
-    def _run(self) -> Any:
-        try:
-            return self.run()
-        finally:
-            if self.cancelled:  # given up (--request-timeout, or the worker stopping) while the app ran
-                self.exchange.log_error("The WSGI app given up earlier has returned: what it returned is discarded")
 
     def receive(self) -> tuple[bytes, bool]:
         """The next piece of request body, for ``wsgi.input``."""

@@ -227,10 +227,6 @@ class HTTP2Transport(FlowControl, Multiplexed, asyncio.Protocol):
     def busy(self) -> bool:
         return bool(self.streams or self.tunnels)
 
-    @property
-    def requests_in_flight(self) -> int:
-        return len(self.streams)
-
     def shutdown(self) -> None:
         """Graceful stop: GOAWAY with the last stream id; open streams finish, then the connection closes."""
         if self._closing or self.lost:

@@ -151,10 +151,6 @@ class HTTP3Connection(Multiplexed):
     def busy(self) -> bool:
         return bool(self.streams)
 
-    @property
-    def requests_in_flight(self) -> int:
-        return len(self.streams)
-
     def shutdown(self) -> None:
         """Graceful stop: GOAWAY; requests in flight finish, then the connection closes."""
         if self._closing or self.lost:

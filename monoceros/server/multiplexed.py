@@ -48,6 +48,10 @@ class Multiplexed(BodyIntake):
     def _task_done(self, task: Task[None]) -> None:
         raise NotImplementedError
 
+    @property
+    def requests_in_flight(self) -> int:
+        return len(self.streams)
+
     # -- hooks (HTTP/2's WebSocket tunnels) -----------------------------------------------------------------
 
     def _tunnel_body(self, sid: int, data: bytes) -> bool:

@@ -344,6 +344,8 @@ class Worker:
             server.close()
         for proxied in self._proxied:
             proxied.close()
+        for endpoint in self._quic:
+            endpoint.stopping = True  # no new QUIC connection: those open are told GOAWAY below
         # A connection accepted in this loop turn is made (and counted) a turn or two later, with uvloop: left
         # out, an idle worker would stop at once and cancel its request (scripts/chaos found it).
         for _ in range(ACCEPT_TURNS):
